@@ -1,0 +1,1 @@
+"""Keras → ONNX → INT8 Q/DQ → TensorRT, with the acceptance gate (needs the ``convert`` extra)."""

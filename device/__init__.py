@@ -1,0 +1,1 @@
+"""The device runtime: frame sources, CUDA preprocessing, inference runtimes and the threaded pipeline."""

@@ -1,0 +1,37 @@
+"""Keras: the trained ``.h5`` itself, for comparison with the converted models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leukedge.device.runtimes.base import Runtime
+from leukedge.errors import BundleError
+
+
+class KerasRuntime(Runtime):
+    name = "keras"
+
+    def __init__(self, path: Path, precision: str = "fp32") -> None:
+        from leukedge.trainer.modelio import read_manifest
+
+        if precision != "fp32":
+            raise BundleError(f"keras: only fp32 is available, got --precision {precision}")
+        super().__init__(read_manifest(path), precision)
+        self.path = Path(path)
+        self.model: Any = None
+        self.max_batch = 64
+
+    def _load(self) -> None:
+        from leukedge.trainer.modelio import load_model
+
+        self.model, _ = load_model(self.path)
+
+    def _unload(self) -> None:
+        self.model = None
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        # model(x, training=False) avoids predict()'s per-call tf.data overhead on small batches.
+        return np.asarray(self.model(batch, training=False))

@@ -1,0 +1,84 @@
+"""ONNX Runtime: FP32 or INT8 (Q/DQ) ONNX from a bundle, CUDA execution provider where present."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import numpy as np
+
+from leukedge.bundle import PRECISION_FILES, Bundle
+from leukedge.device.runtimes.base import Runtime
+from leukedge.errors import BundleError, HardwareUnavailableError
+from leukedge.extras import require_onnxruntime
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        precision: str = "fp32",
+        *,
+        device: str = "auto",
+        threads: Optional[int] = None,
+    ) -> None:
+        if precision == "fp16":
+            raise BundleError(
+                "onnxruntime: the bundle has no FP16 ONNX; FP16 is a TensorRT precision",
+                hint="use --precision fp32 or int8 with ONNX Runtime, or --backend tensorrt for fp16",
+            )
+        super().__init__(bundle.manifest, precision)
+        self.bundle = bundle
+        self.path = bundle.path_of(PRECISION_FILES[precision])
+        self.device = device
+        self.threads = threads
+        self.session: Any = None
+        self.providers: List[str] = []
+
+    def _load(self) -> None:
+        ort = require_onnxruntime()
+        available = ort.get_available_providers()
+        if self.device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise HardwareUnavailableError(
+                f"onnxruntime: CUDA was asked for, but this ONNX Runtime offers only {', '.join(available)}",
+                hint="install onnxruntime-gpu (x86) or NVIDIA's Jetson build, or use --device cpu",
+            )
+        want = ["CPUExecutionProvider"]
+        if self.device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+            want.insert(0, "CUDAExecutionProvider")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=want)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad models
+            raise BundleError(f"{self.path}: ONNX Runtime cannot load this model ({exc})") from exc
+        self.providers = list(self.session.get_providers())
+        inputs = self.session.get_inputs()
+        if inputs[0].name != self.manifest.input_name:
+            raise BundleError(
+                f"{self.path}: the model's input is named {inputs[0].name!r}, but the manifest "
+                f"(input_name) says {self.manifest.input_name!r}; the model does not match its manifest",
+                hint="re-create the bundle with 'leukedge convert'",
+            )
+        shape = [d if isinstance(d, int) else None for d in inputs[0].shape[1:]]
+        if shape != list(self.input_shape):
+            raise BundleError(
+                f"{self.path}: the model takes inputs of shape {shape}, but the manifest describes "
+                f"{list(self.input_shape)}; the model does not match its manifest",
+                hint="re-create the bundle with 'leukedge convert'",
+            )
+        self._input = inputs[0].name
+
+    def _unload(self) -> None:
+        self.session = None
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {self._input: batch})[0])
+
+    def describe(self) -> str:
+        prov = self.providers[0].replace("ExecutionProvider", "") if self.providers else "?"
+        return f"onnxruntime {self.precision} ({prov})"

@@ -1,0 +1,3 @@
+from leukedge.cli import main
+
+main(prog_name="leukedge")

@@ -1,0 +1,107 @@
+"""``has_x()`` beside ``require_x()`` for every optional dependency.
+
+``has_*`` answer without importing the library (``importlib.util.find_spec``),
+so asking is free.  ``require_*`` imports it and raises one clear
+:class:`MissingDependencyError` naming the extra that installs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from types import ModuleType
+
+from leukedge.errors import MissingDependencyError
+
+
+@dataclass(frozen=True)
+class Dependency:
+    module: str  # import name
+    purpose: str  # what needs it, in a user's words
+    install: str  # command that installs it
+
+
+DEPENDENCIES: dict[str, Dependency] = {
+    "tensorflow": Dependency("tensorflow", "training and the Keras backend", "pip install 'leukedge[train]'"),
+    "tf2onnx": Dependency("tf2onnx", "converting Keras models to ONNX", "pip install 'leukedge[convert]'"),
+    "onnx": Dependency("onnx", "writing and checking ONNX models", "pip install 'leukedge[convert]'"),
+    "onnxruntime": Dependency(
+        "onnxruntime", "the ONNX Runtime backend and INT8 calibration", "pip install onnxruntime"
+    ),
+    "tensorrt": Dependency(
+        "tensorrt",
+        "TensorRT engines",
+        "install JetPack (it ships TensorRT's Python bindings) or NVIDIA's tensorrt wheel",
+    ),
+    "pycuda": Dependency("pycuda", "CUDA preprocessing and TensorRT buffers", "pip install 'leukedge[jetson]'"),
+    "picamera2": Dependency(
+        "picamera2",
+        "Raspberry Pi cameras",
+        "sudo apt install python3-picamera2 (Raspberry Pi OS), or pip install 'leukedge[rpi]'",
+    ),
+    "paho": Dependency("paho.mqtt", "publishing results to MQTT", "pip install 'leukedge[serve]'"),
+    "sklearn": Dependency("sklearn", "baseline classifiers in evaluate", "pip install 'leukedge[train]'"),
+    "matplotlib": Dependency("matplotlib", "plots in HTML reports", "pip install 'leukedge[train]'"),
+}
+
+
+def has(name: str) -> bool:
+    """True when the library behind ``name`` (a key of DEPENDENCIES) can be imported."""
+    dep = DEPENDENCIES[name]
+    try:
+        return importlib.util.find_spec(dep.module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a broken install
+        return False
+
+
+def require(name: str) -> ModuleType:
+    """Import and return the library behind ``name``, or raise MissingDependencyError."""
+    dep = DEPENDENCIES[name]
+    try:
+        return importlib.import_module(dep.module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{dep.module} is needed for {dep.purpose} but could not be imported ({exc})",
+            hint=dep.install,
+        ) from exc
+
+
+def has_tensorflow() -> bool:
+    return has("tensorflow")
+
+
+def require_tensorflow() -> ModuleType:
+    return require("tensorflow")
+
+
+def has_onnxruntime() -> bool:
+    return has("onnxruntime")
+
+
+def require_onnxruntime() -> ModuleType:
+    return require("onnxruntime")
+
+
+def has_tensorrt() -> bool:
+    return has("tensorrt")
+
+
+def require_tensorrt() -> ModuleType:
+    return require("tensorrt")
+
+
+def has_pycuda() -> bool:
+    return has("pycuda")
+
+
+def require_pycuda() -> ModuleType:
+    return require("pycuda")
+
+
+def has_picamera2() -> bool:
+    return has("picamera2")
+
+
+def require_picamera2() -> ModuleType:
+    return require("picamera2")

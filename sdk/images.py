@@ -1,0 +1,149 @@
+"""Reading images from disk and checking frames handed to us, with clear errors.
+
+There is one decoder for every path that reads files (training, calibration,
+scoring, folder sources): Pillow.  Two decoders can give different pixels for
+the same JPEG, which is train/serve skew, so nothing else decodes image files.
+Pillow also reads only the header first, so a 20000×20000 image is refused
+before its pixels are allocated.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from leukedge.errors import InvalidImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 50_000_000  # ~ a 8K×6K frame; 3 bytes a pixel is 150 MB
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to an H×W×3 uint8 RGB array.
+
+    Accepted: 8-bit RGB; RGBA and LA (composited onto black, which is the
+    C-NMC background); 16-bit colour (scaled to 8 bits by 1/257); palette
+    images.  Refused with :class:`InvalidImageError`: missing, empty,
+    truncated or non-image files, grayscale images (colour carries the stain),
+    and images over ``max_pixels``.
+    """
+    from PIL import Image, UnidentifiedImageError  # Pillow is a core dependency; kept lazy for import time
+
+    p = Path(path)
+    _check_file(p)
+    try:
+        with Image.open(p) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise InvalidImageError(
+                    f"{p}: image is {w}×{h} ({w * h / 1e6:.0f} MP), above the limit of {max_pixels / 1e6:.0f} MP",
+                    hint="cut the image into tiles (for example 2048×2048) or raise --max-pixels",
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img.load()
+            return _to_rgb8(np.asarray(img), img.mode, p)
+    except Image.DecompressionBombError as exc:  # Pillow refuses > 2× its own limit at open()
+        raise InvalidImageError(
+            f"{p}: image is above the limit of {max_pixels / 1e6:.0f} MP ({exc})",
+            hint="cut the image into tiles (for example 2048×2048) or raise --max-pixels",
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(
+            f"{p}: not a readable image (expected PNG, JPEG, BMP or TIFF)",
+            hint="check the file type; rename or remove files that are not images",
+        ) from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        # Pillow raises OSError("image file is truncated ...") for cut-off files.
+        raise InvalidImageError(
+            f"{p}: image is corrupt or truncated ({exc})",
+            hint="re-export or re-copy the file; a partial download or an interrupted copy looks like this",
+        ) from exc
+
+
+def _check_file(p: Path) -> None:
+    if not p.exists():
+        raise InvalidImageError(f"{p}: no such file")
+    if p.is_dir():
+        raise InvalidImageError(f"{p}: is a folder, expected an image file")
+    if not os.access(p, os.R_OK):
+        raise InvalidImageError(f"{p}: permission denied", hint="check the file's permissions")
+    if p.stat().st_size == 0:
+        raise InvalidImageError(f"{p}: file is empty (0 bytes)", hint="re-copy the file")
+
+
+def _to_rgb8(arr: np.ndarray, mode: str, p: Path | str) -> np.ndarray:
+    if mode in ("1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"):
+        raise InvalidImageError(
+            f"{p}: image is grayscale (mode {mode}); leukedge classifies stained cells by colour "
+            "and needs an RGB image",
+            hint="export the image in colour (RGB)",
+        )
+    if mode == "P" or mode == "PA":
+        raise InvalidImageError(f"{p}: palette image not converted", hint="save as RGB PNG")
+    return as_rgb8(arr, name=str(p))
+
+
+def as_rgb8(arr: np.ndarray, *, name: str = "frame") -> np.ndarray:
+    """Check an in-memory frame and return it as contiguous H×W×3 uint8 RGB.
+
+    Accepts H×W×3 or H×W×4 (alpha composited onto black), uint8 or uint16
+    (scaled by 1/257).  Anything else raises :class:`InvalidImageError`
+    naming the shape and dtype received.
+    """
+    if not isinstance(arr, np.ndarray):
+        raise InvalidImageError(f"{name}: expected a numpy array, got {type(arr).__name__}")
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InvalidImageError(
+            f"{name}: expected an H×W×3 RGB array, got shape {arr.shape}",
+            hint="pass colour frames as height × width × 3 (RGB)",
+        )
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise InvalidImageError(f"{name}: frame of {arr.shape[1]}×{arr.shape[0]} pixels is too small")
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.uint32) * 255 + 32767) // 65535  # exact rounding of v/257
+        arr = arr.astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise InvalidImageError(
+            f"{name}: expected dtype uint8 (or uint16), got {arr.dtype}",
+            hint="convert with arr.astype(numpy.uint8) after scaling to 0..255",
+        )
+    if arr.shape[2] == 4:
+        alpha = arr[..., 3:4].astype(np.uint16)
+        arr = ((arr[..., :3].astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def iter_image_files(inputs: list[str | os.PathLike[str]]) -> list[Path]:
+    """Expand files, folders (recursively) and globs into a sorted, de-duplicated list of image paths."""
+    import glob
+
+    found: dict[Path, Path] = {}  # resolved path -> the path as the user spelled it
+    for item in inputs:
+        s = str(item)
+        p = Path(s)
+        if any(ch in s for ch in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(s, recursive=True))]
+            if not matches:
+                raise InvalidImageError(f"{s}: the pattern matches no file")
+            for m in matches:
+                if m.is_file():
+                    found.setdefault(m.resolve(), m)
+        elif p.is_dir():
+            for root, _dirs, files in os.walk(p, followlinks=False):
+                for f in sorted(files):
+                    fp = Path(root) / f
+                    if is_image_path(fp):
+                        found.setdefault(fp.resolve(), fp)
+        elif p.exists():
+            found.setdefault(p.resolve(), p)
+        else:
+            raise InvalidImageError(f"{s}: no such file or folder")
+    return sorted(found.values())
