@@ -1,0 +1,119 @@
+"""Where frame results go: one small interface, several sinks at once."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Dict, List, Sequence
+
+from leukedge.types import Cell, FrameResult
+
+log = logging.getLogger("leukedge.sinks")
+
+
+class Sink(ABC):
+    """Receives every frame result, in order, from the pipeline's results thread.
+
+    ``write`` must return quickly: a sink that talks to a network buffers
+    and sends from its own thread.  Nothing is opened before ``open()``.
+    """
+
+    name = "sink"
+
+    def open(self) -> None:
+        """Acquire files, sockets or threads."""
+
+    @abstractmethod
+    def write(self, result: FrameResult) -> None: ...
+
+    def flush(self) -> None:
+        """Push buffered output to its destination."""
+
+    def close(self) -> None:
+        """Flush and release; called once, also after errors."""
+        self.flush()
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters for status lines and health endpoints (drops, buffered, errors)."""
+        return {}
+
+    def __enter__(self) -> Sink:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class CallbackSink(Sink):
+    """Calls ``on_frame(result)`` per frame and ``on_cell(cell, result)`` per cell."""
+
+    name = "callback"
+
+    def __init__(
+        self,
+        on_frame: Callable[[FrameResult], None] | None = None,
+        on_cell: Callable[[Cell, FrameResult], None] | None = None,
+    ) -> None:
+        self.on_frame = on_frame
+        self.on_cell = on_cell
+
+    def write(self, result: FrameResult) -> None:
+        if self.on_frame:
+            self.on_frame(result)
+        if self.on_cell:
+            for cell in result.cells:
+                self.on_cell(cell, result)
+
+
+class SinkSet(Sink):
+    """Fans each result out to several sinks; one failing sink is logged and counted, not fatal."""
+
+    name = "sinks"
+
+    def __init__(self, sinks: Sequence[Sink] = ()) -> None:
+        self.sinks: List[Sink] = list(sinks)
+        self.errors: Dict[str, int] = {}
+
+    def add(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    def open(self) -> None:
+        opened: List[Sink] = []
+        try:
+            for s in self.sinks:
+                s.open()
+                opened.append(s)
+        except BaseException:
+            for s in reversed(opened):
+                s.close()
+            raise
+
+    def write(self, result: FrameResult) -> None:
+        for s in self.sinks:
+            try:
+                s.write(result)
+            except Exception as exc:  # a sink bug or I/O error must not stop screening
+                self.errors[s.name] = self.errors.get(s.name, 0) + 1
+                if self.errors[s.name] == 1:
+                    log.error("sink %s failed (further failures counted, not logged): %s", s.name, exc)
+
+    def flush(self) -> None:
+        for s in self.sinks:
+            s.flush()
+
+    def close(self) -> None:
+        first: BaseException | None = None
+        for s in self.sinks:
+            try:
+                s.close()
+            except Exception as exc:
+                first = first or exc
+        if first:
+            raise first
+
+    def stats(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {s.name: s.stats() for s in self.sinks}
+        if self.errors:
+            out["errors"] = dict(self.errors)
+        return out
