@@ -11,7 +11,9 @@ greedily (highest IoU first) to at most one ground-truth WBC box.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import platform
 import sys
 import time
@@ -19,10 +21,20 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from leukedge.images import read_image
-from leukedge.segment import find_cells
+from leukedge.segment import SegmentParams, find_cells
 from leukedge.types import BBox
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "smear_frames"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def load_boxes(xml_path: Path, name: str = "WBC") -> list[BBox]:
@@ -50,7 +62,7 @@ def match(pred: list[BBox], truth: list[BBox], iou_min: float = 0.5) -> int:
     return len(used_p)
 
 
-def evaluate(data: Path, show_misses: bool = False) -> dict:
+def evaluate(data: Path, show_misses: bool = False, params: SegmentParams | None = None) -> dict:
     frames = sorted((data / "JPEGImages").glob("*.jpg"))
     if not frames:
         raise SystemExit(f"no frames under {data}/JPEGImages")
@@ -60,7 +72,7 @@ def evaluate(data: Path, show_misses: bool = False) -> dict:
         truth = load_boxes(data / "Annotations" / (f.stem + ".xml"))
         img = read_image(f)
         t0 = time.perf_counter()
-        pred = [r.bbox for r in find_cells(img)]
+        pred = [r.bbox for r in find_cells(img, params=params)]
         seconds += time.perf_counter() - t0
         hit = match(pred, truth)
         tp += hit
@@ -77,8 +89,28 @@ def evaluate(data: Path, show_misses: bool = False) -> dict:
         "recall": round(tp / n_true, 4) if n_true else None,
         "precision": round(tp / n_pred, 4) if n_pred else None,
         "ms_per_frame": round(1000 * seconds / len(frames), 1),
-        "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
+        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, python {platform.python_version()}",
     }
+
+
+# Each detector parameter moved down and up from its default, to show the figures do not hinge on one value.
+SENSITIVITY = {
+    "nucleus_blueness": (30, 50),
+    "cytoplasm_blueness": (2, 8),
+    "cytoplasm_darkness": (8, 16),
+    "merge_px": (9, 21),
+    "min_cell_area": (3000, 6000),
+    "max_cell_radius_factor": (1.6, 2.2),
+}
+
+
+def sensitivity(data: Path) -> list[dict]:
+    rows = []
+    for field, values in SENSITIVITY.items():
+        for v in values:
+            r = evaluate(data, params=dataclasses.replace(SegmentParams(), **{field: v}))
+            rows.append({"parameter": field, "value": v, "recall": r["recall"], "precision": r["precision"]})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--show-misses", action="store_true")
+    ap.add_argument("--sensitivity", action="store_true", help="also move each parameter down and up")
     args = ap.parse_args(argv)
     result = evaluate(args.data, args.show_misses)
+    if args.sensitivity:
+        result["sensitivity"] = sensitivity(args.data)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
