@@ -47,6 +47,10 @@ def _cuda_usable() -> str | None:
 
 
 def _tensorrt_usable() -> str | None:
+    from leukedge.extras import has
+
+    if not has("tensorrt"):  # type stubs alone do not count
+        return "TensorRT is not installed here"
     try:
         import tensorrt  # noqa: F401
     except Exception as exc:

@@ -123,3 +123,15 @@ def test_segment_user_errors_are_one_line(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     r = run("segment", str(tmp_path / "empty"), "--out", str(tmp_path / "o.jsonl"))
     assert r.exit_code == 3 and "no image files" in r.output
+
+
+def test_type_stubs_alone_do_not_count_as_installed(tmp_path, monkeypatch) -> None:
+    (tmp_path / "fakevendor").mkdir()
+    (tmp_path / "fakevendor" / "__init__.pyi").write_text("x: int\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(
+        extras.DEPENDENCIES, "fakevendor", Dependency("fakevendor", "testing", "pip install fakevendor")
+    )
+    assert not extras.has("fakevendor")
+    with pytest.raises(extras.MissingDependencyError, match="fakevendor is needed for testing but is not installed"):
+        extras.require("fakevendor")
