@@ -65,6 +65,14 @@ class JsonlProblems:
 
 def iter_jsonl(path: str | os.PathLike[str], problems: JsonlProblems | None = None) -> Iterator[dict[str, Any]]:
     """Yield each line's object; malformed lines (and a cut-off last line) go to ``problems``."""
+    for _n, obj in iter_jsonl_numbered(path, problems):
+        yield obj
+
+
+def iter_jsonl_numbered(
+    path: str | os.PathLike[str], problems: JsonlProblems | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like :func:`iter_jsonl`, with each object's 1-based line number (for checks that name the line)."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
@@ -80,4 +88,4 @@ def iter_jsonl(path: str | os.PathLike[str], problems: JsonlProblems | None = No
                 if problems is not None:
                     problems.bad_lines.append((n, f"expected a JSON object, got {type(obj).__name__}"))
                 continue
-            yield obj
+            yield n, obj
