@@ -70,6 +70,9 @@ def build_report(
 ) -> SlideReport:
     """Read ``path`` and compute everything the report shows.
 
+    The gallery shows up to ``gallery`` indeterminate cells and up to
+    ``gallery`` other ALL-labelled cells, highest p_all first.
+
     ``model`` is the bundle the results came from (its manifest gives the
     indeterminate band and goes into the audit trail); without it the
     packaged reference bundle is used when its hash matches the results.
@@ -122,7 +125,10 @@ def build_report(
         notes.append(f"the results come from {len(models)} different models: {', '.join(sorted(models))}")
 
     flagged.sort(key=lambda rf: -rf[0]["p_all"])
-    shown, saved, missing = _gallery(res.path, flagged, gallery)
+    # the indeterminate cells are the ones a reviewer must see: they get their own quota
+    shown, saved, missing = _gallery(res.path, [rf for rf in flagged if rf[1]], gallery)
+    shown2, saved2, missing2 = _gallery(res.path, [rf for rf in flagged if not rf[1]], gallery)
+    shown, saved, missing = shown + shown2, saved + saved2, missing + missing2
     return SlideReport(
         results=res,
         summary=tally.summary(min_cells=min_cells),

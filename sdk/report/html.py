@@ -134,17 +134,23 @@ def _gallery(rep: SlideReport) -> str:
             "<p class='muted'>The results file names no crops, so there is nothing to show here. "
             "Screen with <code>--save-crops</code> to keep the flagged cells' images beside the results.</p>"
         )
-    figs = []
-    for f in rep.flagged:
-        cls = "ind" if f.indeterminate else "all"
-        cap = f"p {f.p_all:.3f} · {f.label} · field {f.frame} cell {f.cell}"
-        figs.append(
-            f"<figure class='{cls}' data-frame='{f.frame}' data-cell='{f.cell}'><img alt='{escape(cap)}' "
-            f"src='{f.image}'><figcaption>{escape(cap)}</figcaption></figure>"
-        )
     note = f"<p class='muted'>Highest p_ALL first; {len(rep.flagged)} shown of {rep.crops_saved} with a saved crop"
     note += f"; {rep.crops_missing} crop file(s) missing or unreadable.</p>" if rep.crops_missing else ".</p>"
-    return head + note + f"<div class='gallery'>{''.join(figs)}</div>"
+    out = [head, note]
+    for title, ind in (("Indeterminate: review these first", True), ("Labelled ALL, outside the band", False)):
+        figs = [_figure(f) for f in rep.flagged if f.indeterminate == ind]
+        if figs:
+            out.append(f"<h3>{title} ({len(figs)} shown)</h3><div class='gallery'>{''.join(figs)}</div>")
+    return "".join(out)
+
+
+def _figure(f: Any) -> str:
+    cls = "ind" if f.indeterminate else "all"
+    cap = f"p {f.p_all:.3f} · {f.label} · field {f.frame} cell {f.cell}"
+    return (
+        f"<figure class='{cls}' data-frame='{f.frame}' data-cell='{f.cell}'><img alt='{escape(cap)}' "
+        f"src='{f.image}'><figcaption>{escape(cap)}</figcaption></figure>"
+    )
 
 
 def _fields(rep: SlideReport) -> str:

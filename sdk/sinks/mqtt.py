@@ -311,13 +311,14 @@ class MqttSink(Sink):
             log.info("MQTT: connected to %s", self._where())
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        self._note_down(f"cannot connect to {self._where()}")
+        # paho does not pass the reason: keep the one found earlier in this outage, if any
+        self._note_down(f"cannot connect to {self._where()}", keep_reason=True)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self._cond:
-            self._connected = False
+            was_connected, self._connected = self._connected, False
             stopping = self._stop
-        if not stopping:
+        if was_connected and not stopping:  # after a refused CONNACK, keep the refusal as the reason
             self._note_down(f"disconnected from {self._where()}: {reason}", failed_connect=False)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
@@ -330,12 +331,13 @@ class MqttSink(Sink):
             else:
                 self._early_acks.add(mid)
 
-    def _note_down(self, why: str, *, failed_connect: bool = True) -> None:
+    def _note_down(self, why: str, *, failed_connect: bool = True, keep_reason: bool = False) -> None:
         with self._cond:
             self._connected = False
             self.failed_connects += failed_connect
-            self.last_error = why
             first = self._down_since is None
+            if first or not keep_reason or not self.last_error:
+                self.last_error = why
             if first:
                 self._down_since = time.time()
         if first:

@@ -67,7 +67,10 @@
   function addFlagged(items) {
     const gal = $("gallery");
     for (const it of items) {
+      const key = it.frame + ":" + it.cell;
+      if (gal.querySelector('figure[data-key="' + key + '"]')) continue;  // a snapshot may repeat an item
       const fig = document.createElement("figure");
+      fig.dataset.key = key;
       fig.className = kind(it);
       fig.dataset.frame = it.frame; fig.dataset.cell = it.cell;
       const img = document.createElement("img");
