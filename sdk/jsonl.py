@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+# one encoder for every line: json.dumps with options builds a new encoder per call
+_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
 
 class JsonlWriter:
     """Appends one JSON object per line; ``flush()`` pushes whole lines to the OS.
@@ -25,11 +28,11 @@ class JsonlWriter:
         self.lines = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        self._fh.write(_ENCODE(record) + "\n")
         self.lines += 1
 
     def write_many(self, records: Iterable[dict[str, Any]]) -> None:
-        self._fh.write("".join(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in records))
+        self._fh.write("".join(_ENCODE(r) + "\n" for r in records))
 
     def flush(self) -> None:
         self._fh.flush()

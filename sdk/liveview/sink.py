@@ -32,6 +32,9 @@ from leukedge.types import Cell, FrameResult
 
 log = logging.getLogger("leukedge.liveview")
 
+GALLERY_PERIOD_S = 0.5  # the gallery is updated at most this often ...
+GALLERY_BATCH = 4  # ... with at most this many new crops
+
 
 def sse(event: str, body: Dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n".encode()
@@ -72,6 +75,7 @@ class LiveViewSink(Sink):
         self._gallery: Deque[Dict[str, Any]] = deque(maxlen=gallery)
         self._last_result_msg: Optional[bytes] = None
         self._last_accept = -1e9
+        self._next_gallery = 0.0
         self._dirty = False
         self._stop = False
         self._server: Optional[LiveViewServer] = None
@@ -175,8 +179,12 @@ class LiveViewSink(Sink):
             latest, self._latest = self._latest, None
             dirty, self._dirty = self._dirty, False
             flags: List[Tuple[int, Cell]] = []
-            if watching:
-                flags, self._flags = list(self._flags), deque(maxlen=self._flags.maxlen)
+            now = time.monotonic()
+            if watching and now >= self._next_gallery:
+                # the newest few only: a person cannot follow more, and each crop costs an encode
+                flags = list(self._flags)[-GALLERY_BATCH:]
+                self._flags.clear()
+                self._next_gallery = now + GALLERY_PERIOD_S
         if not watching:
             return
         if latest is not None:

@@ -31,6 +31,7 @@ TOPIC_ROOT = "leukedge"
 CELLS_SCHEMA = "leukedge.mqtt.cells/1"
 SUMMARY_SCHEMA = "leukedge.mqtt.summary/1"
 DEFAULT_BUFFER = 10_000  # frames: about 5.5 minutes at 30 fps
+_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class MqttSettings:
     keepalive: int = 30
     summary_every_s: float = 5.0
     connect_timeout_s: float = 3.0
+    linger_s: float = 0.05
     close_timeout_s: float = 5.0
 
     def topic(self, leaf: str) -> str:
@@ -116,6 +118,7 @@ class MqttSink(Sink):
         self._early_acks: Set[int] = set()
         self._status_mids: Set[int] = set()  # "online" messages, published from the network thread
         self._summary_due = 0.0
+        self._idle = False
         self.frames = 0
         self.dropped = 0
         self.sent = 0
@@ -188,9 +191,7 @@ class MqttSink(Sink):
 
     def write(self, result: FrameResult) -> None:
         self.summary.update(result)
-        payload = json.dumps(
-            frame_payload(result, device_id=self.settings.device_id, model=self.model), separators=(",", ":")
-        ).encode()
+        payload = _ENCODE(frame_payload(result, device_id=self.settings.device_id, model=self.model)).encode()
         with self._cond:
             if len(self._buf) == self._buf.maxlen:
                 self.dropped += 1  # deque(maxlen) drops the oldest
@@ -203,7 +204,8 @@ class MqttSink(Sink):
                     )
             self._buf.append(payload)
             self.frames += 1
-            self._cond.notify()
+            if self._idle:  # wake the sender only when it sleeps; while it lingers, frames just gather
+                self._cond.notify()
 
     def stats(self) -> Dict[str, Any]:
         with self._cond:
@@ -228,7 +230,9 @@ class MqttSink(Sink):
         while True:
             with self._cond:
                 while not self._stop and not self._can_send():
+                    self._idle = True
                     self._cond.wait(timeout=min(1.0, self.settings.summary_every_s))
+                    self._idle = False
                     self._queue_summary()
                 if self._stop:
                     return
@@ -243,6 +247,9 @@ class MqttSink(Sink):
                 self._outstanding += len(batch)
             for topic, payload, retain in batch:
                 self._publish(topic, payload, retain)
+            if self.settings.linger_s > 0 and not self._buf:
+                # let a few frames gather: one wake-up then sends several (costs <= linger_s latency)
+                time.sleep(self.settings.linger_s)
 
     def _can_send(self) -> bool:
         if not self._connected or self._outstanding >= self.settings.max_inflight:
@@ -284,7 +291,8 @@ class MqttSink(Sink):
     def _acked_locked(self) -> None:
         self._outstanding = max(0, self._outstanding - 1)
         self.acked += 1
-        self._cond.notify_all()
+        if self._outstanding == self.settings.max_inflight - 1:  # room again for a sender that waits for it
+            self._cond.notify_all()
 
     # --- paho callbacks (network thread) ----------------------------------
 
