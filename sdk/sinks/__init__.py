@@ -5,6 +5,8 @@
 only when an MQTT sink opens.
 """
 
+from __future__ import annotations
+
 from leukedge.sinks.base import CallbackSink, Sink, SinkSet
 from leukedge.sinks.files import CsvSink, JsonlSink
 from leukedge.sinks.options import build_sinks, sink_options
