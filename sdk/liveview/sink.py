@@ -34,6 +34,7 @@ log = logging.getLogger("leukedge.liveview")
 
 GALLERY_PERIOD_S = 0.5  # the gallery is updated at most this often ...
 GALLERY_BATCH = 4  # ... with at most this many new crops
+STALE_S = 5.0  # /api/health says "stale" when no result came for this long
 
 
 def sse(event: str, body: Dict[str, Any]) -> bytes:
@@ -240,8 +241,10 @@ class LiveViewSink(Sink):
 
     def health(self) -> Dict[str, Any]:
         s = self.summary.to_dict()
+        age = s["last_result_age_s"]
+        status = "waiting" if age is None else ("stale" if age > STALE_S else "ok")
         body: Dict[str, Any] = {
-            "status": "ok",
+            "status": status,
             "uptime_s": s["uptime_s"],
             "frames": self.frames,
             "frames_shown": self.shown,

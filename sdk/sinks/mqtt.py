@@ -143,7 +143,14 @@ class MqttSink(Sink):
             protocol=mqtt.MQTTv311,
         )
         if s.tls:
-            client.tls_set(ca_certs=s.ca_certs, certfile=s.certfile, keyfile=s.keyfile)
+            try:
+                client.tls_set(ca_certs=s.ca_certs, certfile=s.certfile, keyfile=s.keyfile)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise InvalidInputError(
+                    f"MQTT TLS files (--mqtt-ca {s.ca_certs}, --mqtt-cert {s.certfile}, --mqtt-key {s.keyfile}) "
+                    f"cannot be loaded: {exc}",
+                    hint="give PEM files: the CA that signed the broker's certificate, and a matching cert/key pair",
+                ) from exc
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         client.will_set(s.topic("status"), "offline", qos=1, retain=True)

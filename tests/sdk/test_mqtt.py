@@ -280,3 +280,16 @@ def test_tls_with_a_private_ca(broker_dir, rng, tmp_path) -> None:
         untrusted.write(results(1, 1, rng)[0])
         assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.stats()["last_error"] or "")
     sub.close()
+
+
+def test_unreadable_tls_files_are_a_clear_error(tmp_path) -> None:
+    from leukedge.errors import InvalidInputError
+
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    sink = MqttSink(
+        MqttSettings(host="127.0.0.1", port=free_port(), device_id=DEVICE, tls=True, ca_certs=str(bad)), model="m"
+    )
+    with pytest.raises(InvalidInputError, match="cannot be loaded") as info:
+        sink.open()
+    assert "PEM" in info.value.hint
