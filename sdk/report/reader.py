@@ -17,7 +17,29 @@ from leukedge.errors import InvalidInputError
 from leukedge.jsonl import JsonlProblems, iter_jsonl_numbered
 from leukedge.sinks.csvfile import iter_csv_numbered
 
-READERS = {".jsonl": iter_jsonl_numbered, ".csv": iter_csv_numbered}
+
+def iter_parquet_numbered(path: Path, problems: JsonlProblems) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """Rows of a Parquet results file (``leukedge score --out x.parquet``) as records; "line" = row number."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        from leukedge.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"{path}: reading Parquet needs pyarrow, which is not installed", hint="pip install pyarrow"
+        ) from exc
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several kinds for a damaged file
+        raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    for n, row in enumerate(rows, start=1):
+        if "bbox" not in row and all(k in row for k in ("x", "y", "w", "h")):
+            box = [row.pop(k) for k in ("x", "y", "w", "h")]
+            row["bbox"] = None if all(v is None for v in box) else box
+        yield n, row
+
+
+READERS = {".jsonl": iter_jsonl_numbered, ".csv": iter_csv_numbered, ".parquet": iter_parquet_numbered}
 
 
 @dataclass
@@ -29,13 +51,13 @@ class ResultsFile:
 
 
 def read_results(path: str | Path) -> ResultsFile:
-    """All valid records of ``path`` (``.jsonl`` or ``.csv``) plus the problems met; raises if none is valid."""
+    """All valid records of ``path`` (``.jsonl``, ``.csv``, ``.parquet``) plus the problems met; raises if none is valid."""
     p = Path(path)
     reader = READERS.get(p.suffix.lower())
     if reader is None:
         raise InvalidInputError(
             f"{p}: unknown results format {p.suffix!r}, expected one of {', '.join(READERS)}",
-            hint="pass the .jsonl or .csv file written by 'leukedge screen --out' or 'leukedge score --out'",
+            hint="pass the .jsonl, .csv or .parquet file written by 'leukedge screen --out' or 'leukedge score --out'",
         )
     if not p.is_file():
         raise InvalidInputError(f"{p}: no such results file", hint="check the path given to --out when screening")

@@ -200,6 +200,20 @@ def test_csv_results_give_the_same_report(tmp_path) -> None:
     assert build_report(tmp_path / "cells.csv").summary == build_report(tmp_path / "cells.jsonl").summary
 
 
+def test_parquet_results_give_the_same_report(tmp_path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rows = []
+    for k in KNOWN:
+        r = record(*k)
+        box = r.pop("bbox") or [None] * 4
+        rows.append(dict(r, x=box[0], y=box[1], w=box[2], h=box[3]))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "cells.parquet")
+    write_known(tmp_path / "cells.jsonl", bad=False)
+    assert build_report(tmp_path / "cells.parquet").summary == build_report(tmp_path / "cells.jsonl").summary
+
+
 def test_source_names_are_escaped(tmp_path) -> None:
     r = record(0, 0, 0.9, "all")
     r["source"] = "<script>alert(1)</script>.png"
@@ -213,7 +227,8 @@ def test_source_names_are_escaped(tmp_path) -> None:
     "name, content, message",
     [
         ("missing.jsonl", None, "no such results file"),
-        ("cells.parquet", "x", "unknown results format"),
+        ("cells.txt", "x", "unknown results format"),
+        ("cells.parquet", "x", "not a readable Parquet file"),
         ("empty.jsonl", "", "holds no valid result record"),
         ("junk.jsonl", "junk\n{}\n", "holds no valid result record.*line 1"),
     ],
