@@ -40,7 +40,7 @@ class _FileSink(Sink):
         recs = cell_records(result, self.model)
         if self.crops is not None:
             saved = self.crops.paths_for(result)
-            base = self.path.parent.resolve()
+            base = str(self.path.parent.absolute())  # no resolve(): no file-system call per frame
             for r in recs:
                 p = saved.get(r["cell"]) if r["cell"] is not None else None
                 r["crop"] = None if p is None else os.path.relpath(p, base)
@@ -51,6 +51,10 @@ class _FileSink(Sink):
     def open(self) -> None:
         if self.crops is not None:
             self.crops.open()
+
+    def _close_crops(self) -> None:
+        if self.crops is not None:
+            self.crops.close()
 
     def stats(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"frames": self.frames, "cells": self.cells, "path": str(self.path)}
@@ -79,6 +83,7 @@ class JsonlSink(_FileSink):
     def close(self) -> None:
         if self._w:
             self._w.close()
+        self._close_crops()
 
 
 class CsvSink(_FileSink):
@@ -105,3 +110,4 @@ class CsvSink(_FileSink):
     def close(self) -> None:
         if self._w:
             self._w.close()
+        self._close_crops()

@@ -225,3 +225,11 @@ def test_jsonl_record_is_json_per_line(tmp_path, rng) -> None:
         sink.write(frame(0, some_cells(rng, 2)))
     for line in (tmp_path / "c.jsonl").read_text().splitlines():
         assert isinstance(json.loads(line), dict)
+
+
+def test_crops_beyond_the_writer_queue_are_skipped_not_waited_for(tmp_path) -> None:
+    pool = crop_pool(1)
+    store = CropStore(tmp_path / "crops", (0.4, 0.6), queue_size=2)  # not opened: nothing drains the queue
+    named = store.paths_for(frame(0, [Cell(k, BBox(0, 0, 9, 9), 1, pool[0], 0.9, "all") for k in range(5)]))
+    assert sorted(named) == [0, 1]
+    assert store.stats()["skipped"] == 3 and store.stats()["queued"] == 2
