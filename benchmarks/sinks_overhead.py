@@ -1,7 +1,7 @@
 """What the result sinks cost the pipeline: JSONL + CSV + MQTT (local broker) + live view (one client).
 
 Usage:
-    python benchmarks/sinks_overhead.py [--seconds 20] [--fps 30] [--cells 20] [--save-crops] [--json OUT.json]
+    python benchmarks/sinks_overhead.py [--seconds 20] [--fps 30] [--cells 20] [--save-crops] [--each] [--json OUT.json]
 
 Synthetic frame results (640×480 smear frames, ``--cells`` classified cells
 each, with crops) are handed to the sinks at ``--fps``, paced like a live
@@ -112,12 +112,42 @@ def run_phase(pairs: List[Any], fps: float, sinks: Any) -> Dict[str, float]:
     }
 
 
+def each_sink(pairs: List[Any], fps: float, tmp: Path, broker: Optional[subprocess.Popen]) -> Dict[str, float]:
+    """CPU per frame of each sink alone (minus the baseline), in ms."""
+    kinds: Dict[str, Dict[str, Any]] = {
+        "jsonl": {"outs": (tmp / "e.jsonl",)},
+        "csv": {"outs": (tmp / "e.csv",)},
+        "liveview, one client": {"serve": "127.0.0.1:0"},
+        "jsonl + crops": {"outs": (tmp / "c.jsonl",), "save_crops": True},
+    }
+    if broker:
+        kinds["mqtt"] = {"mqtt": f"mqtt://127.0.0.1:{broker.port}", "mqtt_device_id": "each"}  # type: ignore[attr-defined]
+    base = run_phase(pairs, fps, None)["cpu_ms_per_frame"]
+    out = {}
+    for name, kw in kinds.items():
+        sinks = build_sinks("0123456789ab", Manifest(), **kw)
+        sinks.open()
+        client = None
+        if "serve" in kw:
+            from leukedge.liveview import LiveViewSink
+
+            live = sinks.find(LiveViewSink)
+            client = subprocess.Popen([sys.executable, "-c", CLIENT, str(live.port)], stdout=subprocess.DEVNULL)  # type: ignore[union-attr]
+            time.sleep(0.5)
+        out[name] = run_phase(pairs, fps, sinks)["cpu_ms_per_frame"] - base
+        sinks.close()
+        if client:
+            client.kill()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--cells", type=int, default=20)
     ap.add_argument("--save-crops", action="store_true", help="also save flagged crops as PNG (opt-in in screen)")
+    ap.add_argument("--each", action="store_true", help="also measure each sink alone")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -150,6 +180,7 @@ def main() -> int:
         sinks.close()
         client.terminate()
         seen = (client.communicate(timeout=5)[0].split() or ["0"])[-1]
+        alone = each_sink(pairs, args.fps, tmp, broker) if args.each else {}
     finally:
         if client and client.poll() is None:
             client.kill()
@@ -172,6 +203,7 @@ def main() -> int:
         "sinks_cpu_ms_per_frame": extra_cpu,
         "sinks_cpu_pct_of_frame": 100 * extra_cpu / frame_ms,
         "inline_pct_of_frame": 100 * with_sinks["inline_mean_ms"] / frame_ms,
+        "each_sink_alone_cpu_ms_per_frame": alone,
         "delivered": {
             "jsonl_lines": sum(1 for _ in open(tmp / "cells.jsonl")),
             "mqtt_acked": stats.get("mqtt", {}).get("acked"),
@@ -192,6 +224,8 @@ def main() -> int:
         f"{frame_ms:.1f} ms frame; inline {report['inline_pct_of_frame']:.2f}%"
     )
     print(f"  delivered: {json.dumps(report['delivered'])}")
+    for name, ms in alone.items():
+        print(f"  alone: {name:22s} {ms:.3f} ms CPU per frame = {100 * ms / frame_ms:.2f}%")
     print(f"  load average before/after: {report['load_avg_before_after']}")
     if not broker:
         print("  (mosquitto not found: MQTT was not measured)")
