@@ -136,6 +136,14 @@ class MqttSink(Sink):
         require("paho")
         import paho.mqtt.client as mqtt
 
+        if not hasattr(mqtt, "CallbackAPIVersion"):  # paho-mqtt 1.x (e.g. Ubuntu 20.04's python3-paho-mqtt)
+            from leukedge.errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                "paho-mqtt 2.0 or newer is needed for --mqtt, but an older one is installed",
+                hint="pip install 'paho-mqtt>=2' (or pip install 'leukedge[serve]')",
+            )
+
         s = self.settings
         client = mqtt.Client(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,

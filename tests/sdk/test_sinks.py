@@ -233,3 +233,36 @@ def test_crops_beyond_the_writer_queue_are_skipped_not_waited_for(tmp_path) -> N
     named = store.paths_for(frame(0, [Cell(k, BBox(0, 0, 9, 9), 1, pool[0], 0.9, "all") for k in range(5)]))
     assert sorted(named) == [0, 1]
     assert store.stats()["skipped"] == 3 and store.stats()["queued"] == 2
+
+
+def test_sink_options_reach_build_sinks_through_click(tmp_path, monkeypatch) -> None:
+    """How a streaming command (``screen``) uses the options: parse, build, write, summarise."""
+    import click
+    from click.testing import CliRunner
+
+    from leukedge.report import screen_summary
+    from leukedge.sinks import sink_options
+    from leukedge.sinks.options import first_out
+    from leukedge.sinks.synthetic import synthetic_results
+
+    @click.command()
+    @sink_options
+    def fake_screen(**options) -> None:
+        sinks = build_sinks("0123456789ab", Manifest(), **options)
+        with sinks:
+            for r, f in synthetic_results(3, cells=4, distinct_frames=1):
+                sinks.write_frame(r, f) if sinks.wants_frames else sinks.write(r)
+        click.echo(screen_summary(sinks, results=str(first_out(options["outs"]))))
+
+    out = tmp_path / "cells.csv"
+    r = CliRunner().invoke(fake_screen, ["--out", str(out), "--min-cells", "10"])
+    assert r.exit_code == 0, r.output
+    assert "cells classified:  12" in r.output and "adequate: 12 classified cells, at least 10 needed" in r.output
+    assert f"leukedge report {out} --out {tmp_path / 'cells-report.html'}" in r.output
+    assert len(list(iter_csv(out))) == 12
+    monkeypatch.setenv("LEUKEDGE_TOKEN", "x" * 20)
+    r = CliRunner().invoke(fake_screen, ["--serve", "0.0.0.0:0"])  # the token comes from the environment
+    assert r.exit_code == 0, r.output
+    monkeypatch.delenv("LEUKEDGE_TOKEN")
+    r = CliRunner().invoke(fake_screen, ["--serve", "0.0.0.0:0"])
+    assert r.exit_code != 0 and "needs a token" in str(r.exception)
