@@ -197,7 +197,8 @@ class LiveViewSink(Sink):
             self.hub.broadcast(sse("summary", self.summary.to_dict()))
         if flags:
             items = [self._flag_item(i, c) for i, c in flags]
-            self._gallery.extend(items)
+            with self._cond:  # the HTTP threads read it for their snapshots
+                self._gallery.extend(items)
             self.hub.broadcast(sse("flagged", {"items": items}))
         if final:
             self.hub.broadcast(sse("end", {"frames": self.frames}))
@@ -235,8 +236,10 @@ class LiveViewSink(Sink):
     def _snapshot(self) -> List[bytes]:
         out = [self._last_result_msg] if self._last_result_msg else []
         out.append(sse("summary", self.summary.to_dict()))
-        if self._gallery:
-            out.append(sse("flagged", {"items": list(self._gallery)}))
+        with self._cond:
+            gallery = list(self._gallery)
+        if gallery:
+            out.append(sse("flagged", {"items": gallery}))
         return out
 
     def health(self) -> Dict[str, Any]:
