@@ -37,6 +37,12 @@ def render_html(rep: SlideReport) -> str:
         f"<div class='muted'>{escape(str(rep.results.path))} · generated {escape(rep.generated)} "
         f"by leukedge {escape(rep.version)}</div>",
         *[f"<div class='note'>{escape(n)}</div>" for n in rep.notes],
+        (
+            f"<div class='note'>{len(rep.results.problems.bad_lines)} malformed line(s) of the results file were "
+            "skipped; they are listed under Problems.</div>"
+            if rep.results.problems
+            else ""
+        ),
         _summary(s),
         _counts_table(s),
         "<h2>p<sub>ALL</sub> histogram</h2>",
