@@ -185,7 +185,10 @@ class MqttSink(Sink):
         deadline = time.monotonic() + self.settings.close_timeout_s
         self._queue_summary(force=True)
         with self._cond:  # give buffered frames a moment to go out
-            while (self._buf or self._outstanding or self._summary_due < 0) and self._connected:
+            # wait while connected, or still connecting (no failure yet): a short run may end before the CONNACK
+            while (self._buf or self._outstanding or self._summary_due < 0) and (
+                self._connected or self._down_since is None
+            ):
                 if time.monotonic() >= deadline:
                     break
                 self._cond.wait(0.05)
@@ -212,7 +215,7 @@ class MqttSink(Sink):
                 self.dropped += 1  # deque(maxlen) drops the oldest
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     log.warning(
-                        "MQTT: buffer full (%d frames) while %s is unreachable; dropped %d oldest frame(s) so far",
+                        "MQTT: buffer full (%d frames), %s is unreachable or too slow; dropped %d oldest frame(s) so far",
                         self._buf.maxlen,
                         self._where(),
                         self.dropped,

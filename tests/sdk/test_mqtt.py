@@ -293,3 +293,14 @@ def test_unreadable_tls_files_are_a_clear_error(tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="cannot be loaded") as info:
         sink.open()
     assert "PEM" in info.value.hint
+
+
+def test_a_short_run_is_delivered_before_close_returns(broker_dir, rng) -> None:
+    b = broker_dir().start()
+    sub = Subscriber(b.port)
+    with sink_for(b.port) as sink:  # closed right after the writes: close() waits for the acknowledgements
+        for r in results(0, 3, rng):
+            sink.write(r)
+    assert sink.stats()["acked"] >= 3
+    assert wait_for(lambda: sub.frames() == [0, 1, 2], 5)
+    sub.close()
