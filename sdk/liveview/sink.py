@@ -138,7 +138,7 @@ class LiveViewSink(Sink):
         with self._cond:
             self.frames += 1
             for c in result.cells:
-                if c.crop is not None and is_flagged(c, self.band):
+                if _is_rgb8(c.crop) and is_flagged(c, self.band):
                     self._flags.append((result.index, c))
             self._dirty = True
             if now - self._last_accept < self.period:
@@ -146,13 +146,12 @@ class LiveViewSink(Sink):
             self._last_accept = now
         pixels = None
         if frame is not None and len(self.hub):  # copy only when someone watches
-            if frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8:
+            if _is_rgb8(frame):
                 pixels = frame.copy()
             else:
                 self.bad_frames += 1
         with self._cond:
-            self._latest = (result, pixels)
-            self._cond.notify()
+            self._latest = (result, pixels)  # the broadcaster takes it at its next tick
 
     # --- the broadcaster thread ------------------------------------------
 
@@ -269,4 +268,9 @@ class LiveViewSink(Sink):
             "shown": self.shown,
             "clients": hub["clients"],
             "dropped": hub["dropped"],
+            "bad_frames": self.bad_frames,  # frames handed over that were not H×W×3 uint8
         }
+
+
+def _is_rgb8(a: Optional[np.ndarray]) -> bool:
+    return a is not None and a.ndim == 3 and a.shape[2] == 3 and a.dtype == np.uint8

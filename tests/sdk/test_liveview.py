@@ -171,3 +171,22 @@ def test_a_stalled_client_loses_its_own_frames_and_never_slows_the_pipeline(rng)
         ev = read_events(sink.port, 1)
         assert ev[0][0] == "result" and ev[0][1]["frame"] >= 140
         stalled.close()
+
+
+def test_frames_of_the_wrong_kind_are_counted_not_shown(rng) -> None:
+    with LiveViewSink("127.0.0.1", 0, max_fps=50) as sink:
+        s = socket.create_connection(("127.0.0.1", sink.port))  # someone watches
+        s.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{sink.port}\r\n\r\n".encode())
+        assert wait_until(lambda: sink.hub.stats()["clients"] == 1)
+        sink.write_frame(result(0, rng), np.zeros((240, 320), np.uint8))  # grey: not an RGB frame
+        time.sleep(0.05)
+        sink.write_frame(result(1, rng), np.zeros((240, 320, 3), np.float32))
+        assert sink.stats()["bad_frames"] == 2 and sink.stats()["frames"] == 2
+        s.close()
+
+
+def wait_until(cond, timeout: float = 5.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline and not cond():
+        time.sleep(0.02)
+    return cond()
