@@ -21,13 +21,19 @@ from leukedge.report.counts import DEFAULT_MIN_CELLS
     show_default=True,
     help="Cells needed for an adequate count.",
 )
-@click.option("--model", "model", help="The bundle the results came from (band and audit trail).")
-@click.option("--gallery", type=click.IntRange(min=0), default=60, show_default=True, help="Flagged cells to show.")
+@click.option("--model", "model", metavar="BUNDLE", help="The bundle the results came from (band and audit trail).")
+@click.option(
+    "--gallery",
+    type=click.IntRange(min=0),
+    default=60,
+    show_default=True,
+    help="Flagged cells to show, of each kind (indeterminate; ALL).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of text.")
 def report(
     results: Path, out: Optional[Path], min_cells: int, model: Optional[str], gallery: int, as_json: bool
 ) -> None:
-    """Make a slide report (one self-contained HTML file) from a results file (.jsonl or .csv).
+    """Make a slide report (one self-contained HTML file) from a results file (.jsonl, .csv, .parquet).
 
     Shows the cells counted, the ALL fraction with its Wilson 95% interval, an
     adequacy verdict, the indeterminate band, per-field counts, a p_ALL
