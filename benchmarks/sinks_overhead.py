@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from leukedge.manifest import Manifest
-from leukedge.sinks import build_sinks
+from leukedge.sinks.options import build_sinks
 from leukedge.sinks.synthetic import synthetic_results
 
 CLIENT = r"""

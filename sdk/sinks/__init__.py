@@ -2,14 +2,14 @@
 
 ``MqttSink`` (``leukedge.sinks.mqtt``) and ``LiveViewSink``
 (``leukedge.liveview``) are imported from their modules; paho-mqtt loads
-only when an MQTT sink opens.
+only when an MQTT sink opens.  The command-line side (``sink_options``,
+``build_sinks``) is in ``leukedge.sinks.options``, which needs click.
 """
 
 from __future__ import annotations
 
 from leukedge.sinks.base import CallbackSink, Sink, SinkSet
 from leukedge.sinks.files import CsvSink, JsonlSink
-from leukedge.sinks.options import build_sinks, sink_options
 from leukedge.sinks.summary import RunningSummary, SummarySink
 
 __all__ = [
@@ -20,6 +20,4 @@ __all__ = [
     "Sink",
     "SinkSet",
     "SummarySink",
-    "build_sinks",
-    "sink_options",
 ]

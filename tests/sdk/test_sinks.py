@@ -13,9 +13,10 @@ from leukedge.errors import InvalidInputError
 from leukedge.jsonl import JsonlProblems, iter_jsonl
 from leukedge.manifest import Manifest
 from leukedge.results import CELL_FIELDS
-from leukedge.sinks import CallbackSink, CsvSink, JsonlSink, Sink, SinkSet, build_sinks
+from leukedge.sinks import CallbackSink, CsvSink, JsonlSink, Sink, SinkSet
 from leukedge.sinks.crops import CropStore, crops_dir_for
 from leukedge.sinks.csvfile import CSV_COLUMNS, iter_csv
+from leukedge.sinks.options import build_sinks
 from leukedge.sinks.synthetic import crop_pool, random_cells
 from leukedge.types import BBox, Cell, FrameResult
 
@@ -241,8 +242,7 @@ def test_sink_options_reach_build_sinks_through_click(tmp_path, monkeypatch) -> 
     from click.testing import CliRunner
 
     from leukedge.report import screen_summary
-    from leukedge.sinks import sink_options
-    from leukedge.sinks.options import first_out
+    from leukedge.sinks.options import first_out, sink_options
     from leukedge.sinks.synthetic import synthetic_results
 
     @click.command()
