@@ -94,11 +94,13 @@ class ClientHub:
 
     def stats(self) -> Dict[str, Any]:
         with self._lock:
-            clients = [{"peer": q.peer, "queued": q.queued, "dropped": q.dropped} for q in self._clients]
-            gone = self.dropped_by_gone
+            clients: List[Dict[str, Any]] = [
+                {"peer": q.peer, "queued": q.queued, "dropped": q.dropped} for q in self._clients
+            ]
+            dropped = self.dropped_by_gone + sum(q.dropped for q in self._clients)
         return {
             "clients": len(clients),
             "clients_served": self.served,
-            "dropped": gone + sum(c["dropped"] for c in clients),
+            "dropped": dropped,
             "per_client": clients,
         }
