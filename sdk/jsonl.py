@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+# one encoder for every line: json.dumps with options builds a new encoder per call
+_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
 
 class JsonlWriter:
     """Appends one JSON object per line; ``flush()`` pushes whole lines to the OS.
@@ -25,11 +28,11 @@ class JsonlWriter:
         self.lines = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        self._fh.write(_ENCODE(record) + "\n")
         self.lines += 1
 
     def write_many(self, records: Iterable[dict[str, Any]]) -> None:
-        self._fh.write("".join(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in records))
+        self._fh.write("".join(_ENCODE(r) + "\n" for r in records))
 
     def flush(self) -> None:
         self._fh.flush()
@@ -65,6 +68,14 @@ class JsonlProblems:
 
 def iter_jsonl(path: str | os.PathLike[str], problems: JsonlProblems | None = None) -> Iterator[dict[str, Any]]:
     """Yield each line's object; malformed lines (and a cut-off last line) go to ``problems``."""
+    for _n, obj in iter_jsonl_numbered(path, problems):
+        yield obj
+
+
+def iter_jsonl_numbered(
+    path: str | os.PathLike[str], problems: JsonlProblems | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like :func:`iter_jsonl`, with each object's 1-based line number (for checks that name the line)."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
@@ -80,4 +91,4 @@ def iter_jsonl(path: str | os.PathLike[str], problems: JsonlProblems | None = No
                 if problems is not None:
                     problems.bad_lines.append((n, f"expected a JSON object, got {type(obj).__name__}"))
                 continue
-            yield obj
+            yield n, obj

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
 
 from leukedge.types import Cell, FrameResult
 
@@ -19,12 +21,23 @@ class Sink(ABC):
     """
 
     name = "sink"
+    #: True for sinks that show pixels (the live view): the pipeline then calls
+    #: ``write_frame(result, frame)`` instead of ``write(result)``.
+    wants_frames = False
 
     def open(self) -> None:
         """Acquire files, sockets or threads."""
 
     @abstractmethod
     def write(self, result: FrameResult) -> None: ...
+
+    def write_frame(self, result: FrameResult, frame: Optional[np.ndarray]) -> None:
+        """``write`` plus the frame the result came from (H×W×3 uint8 RGB, or None).
+
+        The frame is valid only during the call: a sink that keeps pixels
+        copies them.  Sinks that do not set ``wants_frames`` ignore it.
+        """
+        self.write(result)
 
     def flush(self) -> None:
         """Push buffered output to its destination."""
@@ -89,14 +102,28 @@ class SinkSet(Sink):
                 s.close()
             raise
 
+    @property
+    def wants_frames(self) -> bool:  # type: ignore[override]
+        return any(s.wants_frames for s in self.sinks)
+
     def write(self, result: FrameResult) -> None:
+        self.write_frame(result, None)
+
+    def write_frame(self, result: FrameResult, frame: Optional[np.ndarray]) -> None:
         for s in self.sinks:
             try:
-                s.write(result)
+                if s.wants_frames:
+                    s.write_frame(result, frame)
+                else:
+                    s.write(result)
             except Exception as exc:  # a sink bug or I/O error must not stop screening
                 self.errors[s.name] = self.errors.get(s.name, 0) + 1
                 if self.errors[s.name] == 1:
                     log.error("sink %s failed (further failures counted, not logged): %s", s.name, exc)
+
+    def find(self, kind: type) -> Optional[Sink]:
+        """The first sink of class ``kind`` (e.g. the live view, to print its address), or None."""
+        return next((s for s in self.sinks if isinstance(s, kind)), None)
 
     def flush(self) -> None:
         for s in self.sinks:
@@ -113,7 +140,12 @@ class SinkSet(Sink):
             raise first
 
     def stats(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {s.name: s.stats() for s in self.sinks}
+        out: Dict[str, Any] = {}
+        for s in self.sinks:
+            key, n = s.name, 2
+            while key in out:  # two sinks of one kind (two --out files) keep both entries
+                key, n = f"{s.name}{n}", n + 1
+            out[key] = s.stats()
         if self.errors:
             out["errors"] = dict(self.errors)
         return out

@@ -1,40 +1,113 @@
-"""JSON Lines results file: one line per cell (schema in leukedge.results), flushed per frame."""
+"""Results files, one row per cell (schema in leukedge.results), appended and flushed per frame.
+
+``JsonlSink`` writes JSON Lines, ``CsvSink`` the same fields as CSV columns.
+Given a :class:`~leukedge.sinks.crops.CropStore`, both add a ``crop`` field:
+the path of the flagged cell's PNG relative to the results file's folder
+(null for cells not flagged, or past the crop limit).
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 from leukedge.jsonl import JsonlWriter
 from leukedge.results import cell_records
 from leukedge.sinks.base import Sink
+from leukedge.sinks.crops import CropStore
+from leukedge.sinks.csvfile import CROP_COLUMN, CSV_COLUMNS, CsvWriter
 from leukedge.types import FrameResult
 
 
-class JsonlSink(Sink):
-    name = "jsonl"
-
-    def __init__(self, path: str | os.PathLike[str], model: str, *, append: bool = False) -> None:
-        self.path = path
+class _FileSink(Sink):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        model: str,
+        *,
+        append: bool = False,
+        crops: Optional[CropStore] = None,
+    ) -> None:
+        self.path = Path(path)
         self.model = model
         self.append = append
-        self._w: Optional[JsonlWriter] = None
+        self.crops = crops
         self.frames = 0
         self.cells = 0
 
+    def records(self, result: FrameResult) -> List[Dict[str, Any]]:
+        recs = cell_records(result, self.model)
+        if self.crops is not None:
+            saved = self.crops.paths_for(result)
+            base = str(self.path.parent.absolute())  # no resolve(): no file-system call per frame
+            for r in recs:
+                p = saved.get(r["cell"]) if r["cell"] is not None else None
+                r["crop"] = None if p is None else os.path.relpath(p, base)
+        self.frames += 1
+        self.cells += len(result.cells)
+        return recs
+
     def open(self) -> None:
+        if self.crops is not None:
+            self.crops.open()
+
+    def _close_crops(self) -> None:
+        if self.crops is not None:
+            self.crops.close()
+
+    def stats(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"frames": self.frames, "cells": self.cells, "path": str(self.path)}
+        if self.crops is not None:
+            out["crops"] = self.crops.stats()
+        return out
+
+
+class JsonlSink(_FileSink):
+    name = "jsonl"
+
+    def __init__(self, path: str | os.PathLike[str], model: str, *, append: bool = False, **kw: Any) -> None:
+        super().__init__(path, model, append=append, **kw)
+        self._w: Optional[JsonlWriter] = None
+
+    def open(self) -> None:
+        super().open()
         self._w = JsonlWriter(self.path, append=self.append)
 
     def write(self, result: FrameResult) -> None:
-        assert self._w is not None, "JsonlSink.write before open()"
-        self._w.write_many(cell_records(result, self.model))
+        if self._w is None:
+            raise RuntimeError("JsonlSink.write before open()")
+        self._w.write_many(self.records(result))
         self._w.flush()  # per frame: a crash loses at most the frame being written
-        self.frames += 1
-        self.cells += len(result.cells)
 
     def close(self) -> None:
         if self._w:
             self._w.close()
+        self._close_crops()
 
-    def stats(self) -> Dict[str, Any]:
-        return {"frames": self.frames, "cells": self.cells, "path": str(self.path)}
+
+class CsvSink(_FileSink):
+    name = "csv"
+
+    def __init__(self, path: str | os.PathLike[str], model: str, *, append: bool = False, **kw: Any) -> None:
+        super().__init__(path, model, append=append, **kw)
+        self._w: Optional[CsvWriter] = None
+
+    @property
+    def columns(self) -> tuple:
+        return CSV_COLUMNS + ((CROP_COLUMN,) if self.crops is not None else ())
+
+    def open(self) -> None:
+        super().open()
+        self._w = CsvWriter(self.path, self.columns, append=self.append)
+
+    def write(self, result: FrameResult) -> None:
+        if self._w is None:
+            raise RuntimeError("CsvSink.write before open()")
+        self._w.write_many(self.records(result))
+        self._w.flush()
+
+    def close(self) -> None:
+        if self._w:
+            self._w.close()
+        self._close_crops()

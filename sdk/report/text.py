@@ -1,0 +1,68 @@
+"""The slide summary as text: for ``leukedge report`` and for the end of ``leukedge screen``."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from leukedge.report.counts import describe_fraction
+
+
+def format_summary(s: Dict[str, Any], *, title: str = "Slide summary") -> str:
+    """A few lines a person can read at the microscope."""
+    band = s["indeterminate_band"]
+    model = f" (model {s['model']})" if s.get("model") else ""
+    lines = [
+        f"{title}{model}",
+        f"  fields (frames):   {s['frames']}" + (f", {s['empty_frames']} without cells" if s["empty_frames"] else ""),
+        f"  cells classified:  {s['cells']}"
+        + (f" ({s['unclassified']} more found but not classified)" if s["unclassified"] else ""),
+        f"  ALL:               {describe_fraction(s)}",
+        f"  indeterminate:     {s['indeterminate']} cells with p_ALL in [{band[0]}, {band[1]});"
+        f" outside it: {describe_fraction(s, 'determinate_')}",
+        f"  adequacy:          {s['verdict']}",
+    ]
+    return "\n".join(lines)
+
+
+def screen_summary(sinks: Any, *, results: Optional[str] = None) -> str:
+    """The end-of-run summary of ``screen``, from the sinks ``build_sinks`` made.
+
+    Counts come from the ``SummarySink`` in the set; then one line per
+    problem a sink met (MQTT frames dropped or undelivered, live-view clients
+    that lagged, failing sinks), and the command that makes the HTML report.
+    """
+    from leukedge.sinks.summary import SummarySink
+
+    found = sinks.find(SummarySink) if hasattr(sinks, "find") else None
+    if found is None:
+        return "No slide summary: these sinks hold no SummarySink (make them with leukedge.sinks.build_sinks)."
+    assert isinstance(found, SummarySink)
+    s = found.running.to_dict()
+    lines = [format_summary(s)]
+    lines += _sink_problems(sinks.stats())
+    if results:
+        lines.append(f"  report:            leukedge report {results} --out {_html_name(results)}")
+    return "\n".join(lines)
+
+
+def _sink_problems(stats: Dict[str, Any]) -> List[str]:
+    out: List[str] = []
+    for name, st in stats.items():
+        if name == "errors":
+            out += [f"  sink {k} failed {v} time(s) (see the log)" for k, v in st.items()]
+            continue
+        if not isinstance(st, dict):
+            continue
+        if st.get("dropped"):
+            out.append(f"  {name}: {st['dropped']} message(s) dropped")
+        if name.startswith("mqtt") and (st.get("buffered") or st.get("unacked")):
+            out.append(f"  {name}: {st['buffered'] + st['unacked']} frame(s) not confirmed by {st['broker']}")
+        crops = st.get("crops")
+        if isinstance(crops, dict) and crops.get("skipped"):
+            out.append(f"  crops: {crops['skipped']} flagged cell(s) not saved (limit or no crop)")
+    return list(dict.fromkeys(out))
+
+
+def _html_name(results: str) -> str:
+    stem = results.rsplit(".", 1)[0] if "." in results.rsplit("/", 1)[-1] else results
+    return stem + "-report.html"
