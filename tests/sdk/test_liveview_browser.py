@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_program, skip_or_fail
+from tests.conftest import require_program, skip_or_fail
 
 from leukedge.liveview import LiveViewSink
 from leukedge.sinks.synthetic import crop_pool, random_cells

@@ -14,7 +14,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 import pytest
-from conftest import IN_CI, require_program
+from tests.conftest import IN_CI, require_program
 
 from leukedge.sinks.mqtt import MqttSettings, MqttSink
 from leukedge.sinks.synthetic import random_cells
