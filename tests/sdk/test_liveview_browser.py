@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import require_program, skip_or_fail
 
 from leukedge.liveview import LiveViewSink
 from leukedge.sinks.synthetic import crop_pool, random_cells
 from leukedge.synthetic import make_smear_frame
 from leukedge.types import BBox, Cell, FrameResult
+from tests.conftest import require_program, skip_or_fail
 
 ARGS = [
     "--headless",

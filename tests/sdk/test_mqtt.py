@@ -14,11 +14,11 @@ from typing import Callable, List, Optional
 
 import numpy as np
 import pytest
-from tests.conftest import IN_CI, require_program
 
 from leukedge.sinks.mqtt import MqttSettings, MqttSink
 from leukedge.sinks.synthetic import random_cells
 from leukedge.types import FrameResult
+from tests.conftest import IN_CI, require_program
 
 try:
     import paho.mqtt.client as mqtt
