@@ -91,9 +91,9 @@ def score(
         progress=progress,
     )
     run = s.run
-    modes = ", ".join(f"{n} {m}" for m, n in sorted(s.modes.items()))
+    modes = ", ".join(f"{n} as {m}" for m, n in sorted(s.modes.items()))
     click.echo(
-        f"{s.scored} image(s) scored ({modes or 'none'}), {s.cells} cell(s) → {s.out}  "
+        f"{s.scored} image(s) scored{f' ({modes})' if modes else ''}, {s.cells} cell(s) → {s.out}  "
         f"[model {run['model']}, {run['backend']} {run['precision']}, {s.seconds:.1f} s]"
     )
     notes = []

@@ -1,7 +1,8 @@
 """Parquet results that survive a crash: atomic part files, merged into one file at the end.
 
 A Parquet file cannot be appended to, and a half-written one is unreadable,
-so while a run goes on its rows go to part files in ``<out>.parts/``: each
+so while a run goes on its rows go to part files in ``<out>.parts/`` (one every 0.5 s or 4096
+rows, less often as a long run goes on): each
 part is written to a temporary name and renamed, so it is either whole or
 absent, and it holds whole images only.  When every input is done the parts
 (and the rows of an earlier finished run) are merged into ``<out>`` (written
@@ -57,7 +58,7 @@ def _schema(pa: Any, run: Optional[Dict[str, str]] = None) -> Any:
 class ParquetStore:
     suffix = ".parquet"
 
-    def __init__(self, path: Path, run: Dict[str, str], *, part_rows: int = 4096, part_seconds: float = 1.0) -> None:
+    def __init__(self, path: Path, run: Dict[str, str], *, part_rows: int = 4096, part_seconds: float = 0.5) -> None:
         self.pa = require_pyarrow()
         self.path = Path(path)
         self.parts = self.path.with_name(self.path.name + ".parts")
@@ -66,7 +67,7 @@ class ParquetStore:
         self.part_seconds = part_seconds
         self.recovered = Recovered()
         self._buffer: List[Row] = []
-        self._last_part = time.monotonic()
+        self._started = self._last_part = time.monotonic()
         self._next_part = 1
 
     def exists(self) -> bool:
@@ -101,8 +102,11 @@ class ParquetStore:
         self._buffer.extend(rows)
 
     def flush(self, *, force: bool = False) -> None:
-        """Write a part when 4096 rows or a second have gathered: a part per batch would make thousands of files."""
-        due = len(self._buffer) >= self.part_rows or time.monotonic() - self._last_part >= self.part_seconds
+        """Write a part when 4096 rows or some time (0.5 s, more in long runs) have gathered, not one per batch."""
+        now = time.monotonic()
+        # The interval grows with the run (1 % of its length), so a long run makes ~100s of parts, not 10,000s.
+        interval = max(self.part_seconds, (now - self._started) / 100)
+        due = len(self._buffer) >= self.part_rows or now - self._last_part >= interval
         if not self._buffer or not (due or force):
             return
         import pyarrow.parquet as pq

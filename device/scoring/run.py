@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -51,6 +52,11 @@ class ScoreSummary:
     dropped_rows: int = 0  # rows of an image cut short by a crash, scored again
     run: Dict[str, str] = field(default_factory=dict)  # model, precision, backend
     seconds: float = 0.0
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _default_workers(n_inputs: int) -> int:
@@ -158,7 +164,7 @@ def score_files(
     modes: Counter = Counter()
     complete = False
     try:
-        with runtime:
+        with runtime if todo else _nothing():  # a TensorRT engine is not loaded for nothing
             prepared = iter_prepared(todo, opts, workers=n_workers)
             for batch in iter_scored(prepared, runtime, batch_size=batch_size):
                 failed_now = 0
@@ -176,7 +182,7 @@ def score_files(
                     summary.cells += len(it.cells)
                     summary.no_cells += not it.cells
                     modes[it.mode] += 1
-                store.flush()  # results first: an error line never stands for an image not yet saved
+                store.flush()
                 if errors is not None:
                     errors.flush()
                 bar.update(len(batch), failed=failed_now)

@@ -98,10 +98,18 @@ _OPTIONS: Optional[PrepareOptions] = None
 
 
 def init_worker(opts: PrepareOptions) -> None:
-    """Pool initializer: remember the options, keep OpenCV single-threaded, die with the parent."""
+    """Pool initializer: remember the options, keep OpenCV single-threaded, die with the parent.
+
+    Ctrl-C reaches the whole process group; the main process handles it and
+    shuts the pool down, so workers ignore it instead of printing tracebacks.
+    """
     global _OPTIONS
     _OPTIONS = opts
+    import signal
+
     import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV threads on top only contend
     _exit_with_parent()

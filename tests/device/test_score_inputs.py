@@ -92,7 +92,7 @@ def test_cli_exit_code_says_something_failed(messy, bundle, tmp_path) -> None:
         main, ["score", str(messy), "--model", str(bundle.root), "--out", str(out), "--workers", "0", "--no-progress"]
     )
     assert res.exit_code == 8, res.output
-    assert "2 image(s) scored (2 cells)" in res.output
+    assert "2 image(s) scored (2 as cells), 2 cell(s)" in res.output
     assert "Error: 6 of 8 image(s) could not be scored" in res.output and "r.jsonl.errors.jsonl" in res.output
     assert "Hint:" in res.output and "--resume" in res.output
     assert "Traceback" not in res.output
@@ -106,7 +106,7 @@ def test_cli_clean_run_exits_zero(bundle, tmp_path) -> None:
         main, ["score", str(d), "--model", str(bundle.root), "--out", str(tmp_path / "r.csv"), "--workers", "1"]
     )
     assert res.exit_code == 0, res.output
-    assert "1 image(s) scored (1 cells), 1 cell(s)" in res.output
+    assert "1 image(s) scored (1 as cells), 1 cell(s)" in res.output
 
 
 def test_no_images_and_bad_options_are_clear_errors(bundle, tmp_path) -> None:
