@@ -10,7 +10,7 @@ its manifest and converts it with tf2onnx, for checks that the ``.h5`` and
 its ONNX score alike.
 
 Usage (a bundle for ``leukedge score --model DIR``):
-    python benchmarks/score_bundle.py DIR [--keras]
+    python benchmarks/score_bundle.py DIR [--keras | --vgg13-width 0.25]
 """
 
 from __future__ import annotations
@@ -125,8 +125,37 @@ def build_onnx_bundle(root: Path, *, int8: bool = True, seed: int = 0, name: str
     return write_bundle(root, m, files)
 
 
-def build_keras_bundle(root: Path, *, seed: int = 0) -> Bundle:
-    """A tiny Keras model saved as model.h5 (manifest inside) and its tf2onnx conversion, in one bundle."""
+def _tiny_keras(keras):  # type: ignore[no-untyped-def]
+    inp = keras.Input((SIZE, SIZE, 3), name="input")
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="block1_conv1")(inp)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="block2_conv1")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    out = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
+    return keras.Model(inp, out)
+
+
+def _vgg13_keras(keras, width: float):  # type: ignore[no-untyped-def]
+    """VGG13's convolution stack (2 convs × 5 blocks, 64…512 filters × ``width``), untrained: for timing only."""
+    inp = keras.Input((SIZE, SIZE, 3), name="input")
+    x = inp
+    for block, filters in enumerate((64, 128, 256, 512, 512), start=1):
+        for conv in (1, 2):
+            f = max(8, int(filters * width))
+            x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"block{block}_conv{conv}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(max(16, int(4096 * width / 4)), activation="relu", name="fc1")(x)
+    out = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
+    return keras.Model(inp, out)
+
+
+def build_keras_bundle(root: Path, *, seed: int = 0, vgg13_width: float = 0.0) -> Bundle:
+    """A Keras model saved as model.h5 (manifest inside) and its tf2onnx conversion + INT8, in one bundle.
+
+    ``vgg13_width`` > 0 makes an untrained VGG13-shaped model of that width
+    (for benchmarks: the inference cost of the product's architecture);
+    otherwise a tiny two-layer CNN.
+    """
     import keras
     import tf2onnx
 
@@ -134,14 +163,9 @@ def build_keras_bundle(root: Path, *, seed: int = 0) -> Bundle:
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    m = manifest("score-test-keras")
+    m = manifest("score-test-vgg13" if vgg13_width else "score-test-keras")
     keras.utils.set_random_seed(seed)
-    inp = keras.Input((SIZE, SIZE, 3), name="input")
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="block1_conv1")(inp)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="block2_conv1")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    out = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
-    model = keras.Model(inp, out)
+    model = _vgg13_keras(keras, vgg13_width) if vgg13_width else _tiny_keras(keras)
     save_model(model, root / "model.h5", m)
     import tensorflow as tf
 
@@ -155,8 +179,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--keras", action="store_true", help="a Keras model (needs TensorFlow and tf2onnx)")
+    ap.add_argument("--vgg13-width", type=float, default=0.0, help="an untrained VGG13 of this width (e.g. 0.25)")
     args = ap.parse_args()
-    b = build_keras_bundle(args.out) if args.keras else build_onnx_bundle(args.out)
+    if args.keras or args.vgg13_width:
+        b = build_keras_bundle(args.out, vgg13_width=args.vgg13_width)
+    else:
+        b = build_onnx_bundle(args.out)
     print(b)
 
 

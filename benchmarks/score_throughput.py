@@ -14,9 +14,11 @@ into ``--data`` (kept between runs), then measures, each in a fresh process:
 * memory: peak RSS of the main process and of the largest worker, scoring
   each of ``--memory-counts`` images: flat if the two counts give the same.
 
-Without ``--bundle`` it builds the small test bundle of
-``benchmarks/score_bundle.py`` (tiny CNN, INT8 Q/DQ); pass the reference
-bundle (``--bundle sdk/models/reference``) for the product's figures.
+Without ``--bundle`` it builds a bundle with ``benchmarks/score_bundle.py``:
+the tiny test CNN (scoring is then bound by decoding and preprocessing), or
+with ``--vgg13-width 0.25`` an untrained VGG13 of that width (inference
+cost like the product's).  Pass the reference bundle (``--bundle
+sdk/models/reference``) for the product's figures.
 """
 
 from __future__ import annotations
@@ -150,6 +152,9 @@ def machine() -> Dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, help="model bundle (default: build the small INT8 test bundle)")
+    ap.add_argument(
+        "--vgg13-width", type=float, default=0.0, help="without --bundle: build an untrained VGG13 of this width"
+    )
     ap.add_argument("--precision", default="int8")
     ap.add_argument("--count", type=int, default=10000)
     ap.add_argument("--memory-counts", default="1000,10000")
@@ -164,10 +169,14 @@ def main() -> None:
     bundle = args.bundle
     if bundle is None:
         sys.path.insert(0, str(HERE))
-        from score_bundle import build_onnx_bundle
+        from score_bundle import build_keras_bundle, build_onnx_bundle
 
-        bundle = build_onnx_bundle(tmp / "bundle").root
-        report["bundle"] = "benchmarks/score_bundle.py test bundle (tiny CNN)"
+        if args.vgg13_width:
+            bundle = build_keras_bundle(tmp / "bundle", vgg13_width=args.vgg13_width).root
+            report["bundle"] = f"benchmarks/score_bundle.py untrained VGG13, width {args.vgg13_width}"
+        else:
+            bundle = build_onnx_bundle(tmp / "bundle").root
+            report["bundle"] = "benchmarks/score_bundle.py test bundle (tiny CNN)"
     else:
         report["bundle"] = str(bundle)
     counts = sorted({args.count, *(int(c) for c in args.memory_counts.split(","))})
