@@ -200,3 +200,28 @@ def test_errors_file_names_each_failure_and_is_cleared_on_resume(images, bundle,
     again = score_files([data], out, model=bundle.root, workers=0, resume=True, progress=False)
     assert again.scored == 1 and not again.failed and not s.errors_path.exists()
     assert len(_rows(out)) == 2
+
+
+def test_work_in_flight_is_bounded(images, bundle, monkeypatch) -> None:
+    """Memory stays flat: only ``window`` chunks are ever submitted ahead of what was consumed."""
+    import concurrent.futures
+
+    from leukedge.device.scoring.engine import iter_prepared
+    from leukedge.device.scoring.work import PrepareOptions
+
+    submitted = []
+
+    class Counting(concurrent.futures.ProcessPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            submitted.append(args[0])
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Counting)
+    paths = sorted(images.rglob("*.png")) * 3  # 24 images
+    opts = PrepareOptions(mode="auto", spec=bundle.manifest.preprocessing)
+    seen = 0
+    for item in iter_prepared(paths, opts, workers=1, chunk=1, window=3):
+        seen += 1
+        assert len(submitted) <= seen + 3
+        assert item.position == seen - 1  # in input order
+    assert seen == len(submitted) == 24
