@@ -119,9 +119,12 @@ elif kind == "prepare":
         prepare_image(i, str(f), opts)
     dt = time.perf_counter() - t0
     out = {"images": len(files), "seconds": dt, "images_per_s": len(files) / dt}
-self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-out.update(peak_rss_main_mb=self_kb / 1024, peak_rss_worker_mb=child_kb / 1024)
+me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+out.update(peak_rss_main_mb=me.ru_maxrss / 1024, peak_rss_worker_mb=ch.ru_maxrss / 1024)
+if out.get("images"):
+    # CPU time per image does not depend on what else runs on the machine, unlike images/s.
+    out["cpu_ms_per_image_main"] = 1000 * (me.ru_utime + me.ru_stime) / out["images"]
+    out["cpu_ms_per_image_workers"] = 1000 * (ch.ru_utime + ch.ru_stime) / out["images"]
 print(json.dumps(out))
 """
 
@@ -209,9 +212,16 @@ def _summary(r: Dict[str, Any]) -> None:
     bound = r["classifier_only"]["images_per_s"]
     print(f"\nclassifier-only bound ({r['classifier_only']['runtime']}): {bound:.0f} images/s", file=sys.stderr)
     print(f"decode+preprocess, one core: {r['prepare_one_core']['images_per_s']:.0f} images/s", file=sys.stderr)
+    cores = r["machine"]["cores"]
     for k, v in r["score"].items():
         pct = 100 * v["images_per_s"] / bound
-        print(f"score {k}: {v['images_per_s']:.0f} images/s ({pct:.0f}% of the bound)", file=sys.stderr)
+        cpu = v["cpu_ms_per_image_main"] + v["cpu_ms_per_image_workers"]
+        print(
+            f"score {k}: {v['images_per_s']:.0f} images/s ({pct:.0f}% of the bound); CPU "
+            f"{v['cpu_ms_per_image_main']:.2f} ms/image main + {v['cpu_ms_per_image_workers']:.2f} workers "
+            f"= ceiling {cores * 1000 / cpu:.0f} images/s on {cores} idle cores",
+            file=sys.stderr,
+        )
     for n, v in r["memory"].items():
         print(
             f"{n} images: peak RSS main {v['peak_rss_main_mb']:.0f} MB, largest worker {v['peak_rss_worker_mb']:.0f} MB",
