@@ -78,7 +78,32 @@ def subset(files: List[Path], count: int, root: Path) -> Path:
 
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, threading, time
+
+def rss_mb(pid="self", key="VmRSS"):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+# Peak RSS by sampling /proc (ru_maxrss would count the forked copy of the parent before exec).
+peak = {"workers": 0.0}
+def sample():
+    me = os.getpid()
+    while True:
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == me:
+                    peak["workers"] = max(peak["workers"], rss_mb(d))
+        time.sleep(0.25)
+threading.Thread(target=sample, daemon=True).start()
 args = json.loads(sys.argv[1])
 kind = args.pop("kind")
 out = {}
@@ -120,7 +145,7 @@ elif kind == "prepare":
     dt = time.perf_counter() - t0
     out = {"images": len(files), "seconds": dt, "images_per_s": len(files) / dt}
 me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-out.update(peak_rss_main_mb=me.ru_maxrss / 1024, peak_rss_worker_mb=ch.ru_maxrss / 1024)
+out.update(peak_rss_main_mb=rss_mb(key="VmHWM"), peak_rss_worker_mb=peak["workers"])
 if out.get("images"):
     # CPU time per image does not depend on what else runs on the machine, unlike images/s.
     out["cpu_ms_per_image_main"] = 1000 * (me.ru_utime + me.ru_stime) / out["images"]
