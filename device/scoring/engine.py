@@ -39,7 +39,7 @@ def iter_prepared(
     paths: Sequence[Path], opts: PrepareOptions, *, workers: int, chunk: int = 4, window: int = 0
 ) -> Iterator[Prepared]:
     """Prepare every path, in order; ``workers=0`` runs inline (no processes)."""
-    tasks = _chunks([(i, str(p)) for i, p in enumerate(paths)], chunk)
+    tasks = _chunks(paths, chunk)
     if workers <= 0:
         for task in tasks:
             for pos, path in task:
@@ -77,9 +77,11 @@ def _collect(entry: Tuple[List[Tuple[int, str]], Any], broken: type) -> List[Pre
         ) from exc
 
 
-def _chunks(items: List[Tuple[int, str]], size: int) -> Iterator[List[Tuple[int, str]]]:
-    for i in range(0, len(items), max(1, size)):
-        yield items[i : i + size]
+def _chunks(paths: Sequence[Path], size: int) -> Iterator[List[Tuple[int, str]]]:
+    """(position, path) tasks, made as they are submitted: nothing per input is held twice."""
+    size = max(1, size)
+    for i in range(0, len(paths), size):
+        yield [(i + k, str(p)) for k, p in enumerate(paths[i : i + size])]
 
 
 def iter_scored(prepared: Iterable[Prepared], runtime: Runtime, *, batch_size: int) -> Iterator[List[ScoredImage]]:
