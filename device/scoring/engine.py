@@ -13,7 +13,7 @@ import multiprocessing
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class ScoredImage:
 
 
 def iter_prepared(
-    paths: Sequence[Path], opts: PrepareOptions, *, workers: int, chunk: int = 4, window: int = 0
+    paths: Sequence[Union[str, Path]], opts: PrepareOptions, *, workers: int, chunk: int = 4, window: int = 0
 ) -> Iterator[Prepared]:
     """Prepare every path, in order; ``workers=0`` runs inline (no processes)."""
     tasks = _chunks(paths, chunk)
@@ -77,7 +77,7 @@ def _collect(entry: Tuple[List[Tuple[int, str]], Any], broken: type) -> List[Pre
         ) from exc
 
 
-def _chunks(paths: Sequence[Path], size: int) -> Iterator[List[Tuple[int, str]]]:
+def _chunks(paths: Sequence[Union[str, Path]], size: int) -> Iterator[List[Tuple[int, str]]]:
     """(position, path) tasks, made as they are submitted: nothing per input is held twice."""
     size = max(1, size)
     for i in range(0, len(paths), size):

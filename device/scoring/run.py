@@ -28,7 +28,7 @@ from leukedge.device.scoring.progress import Progress
 from leukedge.device.scoring.stores import STORES, Recovered
 from leukedge.device.scoring.work import MODES, PrepareOptions, source_key
 from leukedge.errors import InvalidInputError
-from leukedge.images import FileListing, iter_image_files
+from leukedge.images import FileListing, list_image_paths
 from leukedge.jsonl import JsonlWriter
 from leukedge.segment import SegmentParams
 
@@ -148,7 +148,7 @@ def score_files(
     store = open_store(out_path, run)
     summary = ScoreSummary(out=out_path, run=run)
     listing = FileListing()
-    files = iter_image_files(list(inputs), listing=listing)
+    files = list_image_paths(list(inputs), listing=listing)
     summary.listed, summary.duplicates, summary.ignored = len(files), listing.duplicates, listing.ignored
     if not files:
         raise InvalidInputError(
@@ -165,7 +165,7 @@ def score_files(
     done = store.start()
     recovered: Recovered = store.recovered
     summary.dropped_rows = recovered.dropped_rows
-    todo = [p for p in files if source_key(p) not in done] if done else files
+    todo = [p for p in files if source_key(Path(p)) not in done] if done else files
     summary.already_done = len(files) - len(todo)
     errors_path = out_path.with_name(out_path.name + ".errors.jsonl")
     if errors_path.exists():
@@ -261,8 +261,8 @@ def score_labelled(
     caller to report.
     """
     _check_options(mode, batch_size, workers)
-    files = iter_image_files(list(inputs))
-    unlabelled = [p for p in files if parse_cnmc_name(p.name) is None]
+    files = list_image_paths(list(inputs))
+    unlabelled = [p for p in files if parse_cnmc_name(p) is None]
     if unlabelled or not files:
         shown = ", ".join(str(p) for p in unlabelled[:3]) + (" …" if len(unlabelled) > 3 else "")
         raise InvalidInputError(
