@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
@@ -45,9 +47,6 @@ def iter_prepared(
             for pos, path in task:
                 yield prepare_image(pos, path, opts)
         return
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
     window = window or 4 * workers
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(opts,))
@@ -56,20 +55,20 @@ def iter_prepared(
         for task in tasks:
             pending.append((task, pool.submit(prepare_chunk, task)))
             if len(pending) >= window:
-                yield from _collect(pending.popleft(), BrokenProcessPool)
+                yield from _collect(pending.popleft())
         while pending:
-            yield from _collect(pending.popleft(), BrokenProcessPool)
+            yield from _collect(pending.popleft())
     finally:
         for _task, fut in pending:
             fut.cancel()
         pool.shutdown(wait=True)
 
 
-def _collect(entry: Tuple[List[Tuple[int, str]], Any], broken: type) -> List[Prepared]:
+def _collect(entry: Tuple[List[Tuple[int, str]], Any]) -> List[Prepared]:
     task, fut = entry
     try:
         return fut.result()  # type: ignore[no-any-return]
-    except broken as exc:
+    except BrokenProcessPool as exc:
         first, last = task[0][1], task[-1][1]
         raise LeukedgeError(
             f"a worker process died while reading {first}" + (f" … {last}" if last != first else "") + f" ({exc})",

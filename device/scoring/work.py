@@ -49,11 +49,16 @@ class Prepared:
 
 
 def source_key(path: Path) -> str:
-    """The real absolute path of ``path`` as text; a link loop keeps its own absolute path."""
+    """The real absolute path of ``path`` as text; a link loop keeps its own absolute path.
+
+    A file name that is not UTF-8 (possible on Linux) is written with backslash escapes, so
+    every results format (Parquet insists on UTF-8) stores, and resumes by, the same text.
+    """
     try:
-        return str(path.resolve())
+        text = str(path.resolve())
     except (OSError, RuntimeError):  # Python < 3.13 raises RuntimeError on a symlink loop
-        return os.path.abspath(path)
+        text = os.path.abspath(path)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def prepare_image(position: int, path: str, opts: PrepareOptions) -> Prepared:

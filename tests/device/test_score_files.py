@@ -206,6 +206,7 @@ def test_work_in_flight_is_bounded(images, bundle, monkeypatch) -> None:
     """Memory stays flat: only ``window`` chunks are ever submitted ahead of what was consumed."""
     import concurrent.futures
 
+    from leukedge.device.scoring import engine
     from leukedge.device.scoring.engine import iter_prepared
     from leukedge.device.scoring.work import PrepareOptions
 
@@ -216,7 +217,7 @@ def test_work_in_flight_is_bounded(images, bundle, monkeypatch) -> None:
             submitted.append(args[0])
             return super().submit(fn, *args, **kwargs)
 
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Counting)
+    monkeypatch.setattr(engine, "ProcessPoolExecutor", Counting)
     paths = sorted(images.rglob("*.png")) * 3  # 24 images
     opts = PrepareOptions(mode="auto", spec=bundle.manifest.preprocessing)
     seen = 0
@@ -225,3 +226,22 @@ def test_work_in_flight_is_bounded(images, bundle, monkeypatch) -> None:
         assert len(submitted) <= seen + 3
         assert item.position == seen - 1  # in input order
     assert seen == len(submitted) == 24
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_file_name_that_is_not_utf8_is_stored_and_resumed(images, bundle, tmp_path, suffix) -> None:
+    import os
+
+    data = tmp_path / "data"
+    data.mkdir()
+    cell = sorted((images / "cells").glob("*.png"))[0].read_bytes()
+    (data / "plain.png").write_bytes(cell)
+    with open(os.path.join(os.fsencode(data), b"caf\xe9.png"), "wb") as fh:  # Latin-1 name
+        fh.write(cell)
+    out = tmp_path / f"r{suffix}"
+    s = score_files([data], out, model=bundle.root, workers=0, progress=False)
+    assert s.scored == 2 and not s.failed
+    names = sorted(Path(r["source"]).name for r in _rows(out))
+    assert names == ["caf\\xe9.png", "plain.png"]
+    again = score_files([data], out, model=bundle.root, workers=0, resume=True, progress=False)
+    assert again.scored == 0 and again.already_done == 2
