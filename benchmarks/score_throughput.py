@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -226,6 +227,7 @@ def main() -> None:
         r = child(kind="score", data=str(d), out=str(tmp / f"m{n}.csv"), workers=w, **common)
         report["memory"][str(n)] = r
     report["machine"]["load_after"] = os.getloadavg()
+    shutil.rmtree(tmp, ignore_errors=True)  # the drawn cells in --data are kept for the next run
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
