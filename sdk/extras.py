@@ -43,6 +43,7 @@ DEPENDENCIES: dict[str, Dependency] = {
     "paho": Dependency("paho.mqtt", "publishing results to MQTT", "pip install 'leukedge[serve]'"),
     "sklearn": Dependency("sklearn", "baseline classifiers in evaluate", "pip install 'leukedge[train]'"),
     "matplotlib": Dependency("matplotlib", "plots in HTML reports", "pip install 'leukedge[train]'"),
+    "pyarrow": Dependency("pyarrow", "Parquet results files", "pip install 'leukedge[parquet]'"),
 }
 
 

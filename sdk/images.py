@@ -9,8 +9,10 @@ before its pixels are allocated.
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,8 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
 
 def _check_file(p: Path) -> None:
     if not p.exists():
+        if p.is_symlink():
+            raise InvalidImageError(f"{p}: {_dangling_link_reason(p)}", hint="fix or remove the link")
         raise InvalidImageError(f"{p}: no such file")
     if p.is_dir():
         raise InvalidImageError(f"{p}: is a folder, expected an image file")
@@ -121,29 +125,93 @@ def as_rgb8(arr: np.ndarray, *, name: str = "frame") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def iter_image_files(inputs: list[str | os.PathLike[str]]) -> list[Path]:
-    """Expand files, folders (recursively) and globs into a sorted, de-duplicated list of image paths."""
-    import glob
+def _dangling_link_reason(p: Path) -> str:
+    """Why a symbolic link cannot be followed: a loop, or a missing target."""
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself)"
+        return f"broken symbolic link (its target {os.readlink(p)!r} does not exist)"
+    return "symbolic link"
 
-    found: dict[Path, Path] = {}  # resolved path -> the path as the user spelled it
+
+@dataclass
+class FileListing:
+    """What :func:`iter_image_files` left out, and why; pass one in to learn it."""
+
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (path left out, the path kept)
+    ignored: list[Path] = field(default_factory=list)  # found by a folder walk or a pattern, not an image suffix
+
+
+def iter_image_files(inputs: list[str | os.PathLike[str]], *, listing: FileListing | None = None) -> list[Path]:
+    """Expand files, folders (recursively) and globs into a sorted, de-duplicated list of image paths.
+
+    Files named directly are always listed (reading them says what is wrong);
+    files found by walking a folder or matching a pattern must have an image
+    suffix.  Paths reaching the same file (a symlink, the file and its folder,
+    the same name twice) are listed once.  Neither folder walks nor ``**``
+    follow symbolic links to folders, so a link loop cannot recurse forever;
+    a link loop named as a file is listed, and reading it says it is a loop.
+    """
+    return [Path(s) for s in list_image_paths(inputs, listing=listing)]
+
+
+def list_image_paths(inputs: list[str | os.PathLike[str]], *, listing: FileListing | None = None) -> list[str]:
+    """:func:`iter_image_files` as plain strings: ~10× less memory than ``Path`` objects for large listings."""
+    found: dict[str, str] = {}  # resolved path -> the path as the user spelled it
+    report = listing if listing is not None else FileListing()
+
+    def add(path: str, *, named: bool) -> None:
+        if not named and os.path.splitext(path)[1].lower() not in IMAGE_SUFFIXES:
+            report.ignored.append(Path(path))
+            return
+        key = _resolved(path)
+        if key in found:
+            report.duplicates.append((Path(path), Path(found[key])))
+        else:
+            found[key] = path
+
     for item in inputs:
         s = str(item)
         p = Path(s)
         if any(ch in s for ch in "*?["):
-            matches = [Path(m) for m in sorted(glob.glob(s, recursive=True))]
+            matches = _glob(s)
             if not matches:
                 raise InvalidImageError(f"{s}: the pattern matches no file")
             for m in matches:
-                if m.is_file():
-                    found.setdefault(m.resolve(), m)
+                if m.is_file() or (m.is_symlink() and not m.exists()):
+                    add(str(m), named=False)
         elif p.is_dir():
-            for root, _dirs, files in os.walk(p, followlinks=False):
+            for root, dirs, files in os.walk(p, followlinks=False):
+                dirs.sort()
                 for f in sorted(files):
-                    fp = Path(root) / f
-                    if is_image_path(fp):
-                        found.setdefault(fp.resolve(), fp)
-        elif p.exists():
-            found.setdefault(p.resolve(), p)
+                    add(str(Path(root, f)), named=False)
+        elif p.exists() or p.is_symlink():
+            add(str(p), named=True)
         else:
             raise InvalidImageError(f"{s}: no such file or folder")
-    return sorted(found.values())
+    # Sorted as Paths sort (folder by folder): the separator sorts before every other character.
+    return sorted(found.values(), key=lambda v: v.replace(os.sep, "\0"))
+
+
+def _resolved(path: str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):  # a symlink loop (Python < 3.13 raises RuntimeError)
+        return os.path.abspath(path)
+
+
+def _glob(pattern: str) -> list[Path]:
+    """Paths matching ``pattern``; ``**`` matches folders at any depth without following folder links.
+
+    ``glob.glob(recursive=True)`` follows folder links, so two link loops in
+    one folder make it run (near) forever; ``pathlib`` does not follow them.
+    """
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    base = Path(*parts[:first]) if first else Path()
+    rest = list(parts[first:])
+    if rest[-1] == "**":
+        rest.append("*")  # "dir/**" means everything below dir, as glob.glob reads it
+    return sorted(base.glob("/".join(rest)))
