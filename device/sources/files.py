@@ -92,10 +92,10 @@ class VideoFileSource(FrameSource):
     def _read(self) -> Optional[RawFrame]:
         import cv2
 
-        pos_ms = float(self._cap.get(cv2.CAP_PROP_POS_MSEC))
         ok, bgr = self._cap.read()
         if not ok or bgr is None:
             return None  # end of file: the run ends cleanly
+        pos_ms = float(self._cap.get(cv2.CAP_PROP_POS_MSEC))  # after read(): the decoded frame's time stamp
         if bgr.ndim != 3 or bgr.shape[2] != 3:
             return bgr, {"pos_ms": round(pos_ms, 3)}  # check_frame names the wrong shape
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), {"pos_ms": round(pos_ms, 3), "decoded_from": "BGR"}

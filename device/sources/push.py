@@ -20,8 +20,6 @@ import numpy as np
 from leukedge.device.sources.base import FrameSource, RawFrame, check_frame
 from leukedge.errors import InvalidInputError
 
-_END = object()
-
 
 class PushSource(FrameSource):
     kind = "push"
@@ -44,47 +42,40 @@ class PushSource(FrameSource):
     ) -> int:
         """Queue one frame (H×W×3 uint8 RGB); returns its index.  Thread-safe."""
         t = time.time() if t_capture is None else float(t_capture)
-        with self._lock:
+        with self._lock:  # held while queueing, so end() never overtakes a frame being submitted
             if self._ended:
                 raise InvalidInputError("submit() after end(): the stream is closed", hint="open a new Screener")
             index = self._submitted
             image = check_frame(frame, f"submitted frame {index}")
             self._submitted += 1
-        item = (image, {**(meta or {}), "t_capture": t, "index": index})
-        if self.block:
-            self._q.put(item)
-            return index
-        while True:
-            try:
-                self._q.put_nowait(item)
+            item = (image, {**(meta or {}), "t_capture": t, "index": index})
+            if self.block:
+                self._q.put(item)
                 return index
-            except queue.Full:
+            while True:
                 try:
-                    self._q.get_nowait()
-                    with self._lock:
+                    self._q.put_nowait(item)
+                    return index
+                except queue.Full:
+                    try:
+                        self._q.get_nowait()  # the oldest frame nobody took yet
                         self.dropped += 1
-                except queue.Empty:
-                    pass
+                    except queue.Empty:
+                        pass
 
     def end(self) -> None:
         """No more frames; the pipeline finishes those already submitted."""
         with self._lock:
-            if self._ended:
-                return
             self._ended = True
-        self._q.put(_END)
 
     def _read(self) -> Optional[RawFrame]:
-        while True:
-            if self._interrupt.is_set():
-                return None
+        while not self._interrupt.is_set():
             try:
-                item = self._q.get(timeout=0.1)
+                return self._q.get(timeout=0.05)  # type: ignore[no-any-return]
             except queue.Empty:
-                continue
-            if item is _END:
-                return None
-            return item  # type: ignore[no-any-return]
+                if self._ended and self._q.empty():
+                    return None
+        return None
 
     def stats(self) -> Dict[str, Any]:
         out = super().stats()
