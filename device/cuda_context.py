@@ -47,6 +47,13 @@ def find_nvcc() -> Optional[str]:
     return None
 
 
+def free_buffer(buf: Any) -> None:
+    """Free a device allocation or a pinned host array now (needs the context current), not at GC time."""
+    free = getattr(buf, "free", None) or getattr(getattr(buf, "base", None), "free", None)
+    if free is not None:
+        free()
+
+
 class CudaContext:
     """The primary context of one device: ``open()`` retains it, ``with ctx:`` makes it current (push/pop).
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from leukedge.device.cuda_context import CudaContext, find_nvcc
+from leukedge.device.cuda_context import CudaContext, find_nvcc, free_buffer
 from leukedge.errors import HardwareUnavailableError, InvalidImageError
 from leukedge.manifest import Preprocessing
 from leukedge.preprocess import LAPLACIAN_KERNELS, gaussian_kernel_1d
@@ -290,11 +290,8 @@ class CudaLog:
             return
         try:
             with self._ctx:
-                for name, buf in self._bufs.items():
-                    if name.startswith("d_"):
-                        buf.free()
-                    else:
-                        buf.base.free()
+                for buf in self._bufs.values():
+                    free_buffer(buf)
                 self._bufs.clear()
                 self._stream = None
                 self._module = None

@@ -50,9 +50,11 @@ def has(name: str) -> bool:
     """True when the library behind ``name`` (a key of DEPENDENCIES) can be imported."""
     dep = DEPENDENCIES[name]
     try:
-        return importlib.util.find_spec(dep.module) is not None
+        spec = importlib.util.find_spec(dep.module)
     except (ImportError, ValueError):  # a parent package missing, or a broken install
         return False
+    # A bare namespace package (no __init__, e.g. what `pip install tensorrt-stubs` leaves) is not the library.
+    return spec is not None and spec.origin is not None
 
 
 def require(name: str) -> ModuleType:

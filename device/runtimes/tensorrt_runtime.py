@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from leukedge.bundle import Bundle
-from leukedge.device.cuda_context import CudaContext
+from leukedge.device.cuda_context import CudaContext, free_buffer
 from leukedge.device.runtimes.base import Runtime
 from leukedge.errors import BundleError, InvalidInputError, MissingDependencyError
 from leukedge.extras import DEPENDENCIES, require_pycuda, require_tensorrt
@@ -47,11 +47,13 @@ def import_tensorrt() -> Any:
 class _TensorIO:
     """TensorRT ≥ 8.5: I/O by tensor name."""
 
-    def __init__(self, trt_mod: Any, engine: trt.ICudaEngine, context: trt.IExecutionContext) -> None:
+    def __init__(self, engine: trt.ICudaEngine, context: trt.IExecutionContext) -> None:
+        import tensorrt as trt
+
         self.engine = engine
         self.context = context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        self.inputs = [n for n in names if engine.get_tensor_mode(n) == trt_mod.TensorIOMode.INPUT]
+        self.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
 
     def shape(self, name: str) -> List[int]:
@@ -77,7 +79,7 @@ class _TensorIO:
 class _BindingIO:
     """TensorRT 8.x: I/O by binding index (deprecated in 8.5, removed in 10); typed loosely on purpose."""
 
-    def __init__(self, trt_mod: Any, engine: Any, context: Any) -> None:
+    def __init__(self, engine: Any, context: Any) -> None:
         self.engine = engine
         self.context = context
         names = [engine.get_binding_name(i) for i in range(engine.num_bindings)]
@@ -104,10 +106,10 @@ class _BindingIO:
         return bool(self.context.execute_async_v2(bindings=bindings, stream_handle=stream.handle))
 
 
-def _io_for(trt_mod: Any, engine: Any, context: Any) -> Any:
+def _io_for(engine: Any, context: Any) -> Any:
     if hasattr(context, "execute_async_v3") and hasattr(engine, "num_io_tensors"):
-        return _TensorIO(trt_mod, engine, context)
-    return _BindingIO(trt_mod, engine, context)
+        return _TensorIO(engine, context)
+    return _BindingIO(engine, context)
 
 
 class TensorRTRuntime(Runtime):
@@ -139,6 +141,8 @@ class TensorRTRuntime(Runtime):
         self._lock = threading.Lock()  # one stream and one set of buffers: one call at a time
         self._io: Any = None
         self._engine: Any = None
+        self._context: Any = None
+        self._trt_runtime: Any = None
         self._bufs: Dict[str, Any] = {}
         self._stream: Any = None
         self._static_batch: Optional[int] = None
@@ -146,13 +150,13 @@ class TensorRTRuntime(Runtime):
 
     # -- loading ---------------------------------------------------------------
     def _load(self) -> None:
-        trt_mod = import_tensorrt()
+        import_tensorrt()
         require_pycuda()
         self._ctx.open()
         self.gpu_name = self._ctx.name
         try:
             with self._ctx:
-                self._deserialize(trt_mod, self._engine_file())
+                self._deserialize(self._engine_file())
                 self._allocate()
         except BaseException:
             self._release()
@@ -165,23 +169,27 @@ class TensorRTRuntime(Runtime):
 
         return Path(load_or_build_engine(self.bundle, self.precision, self.requested_batch))
 
-    def _deserialize(self, trt_mod: Any, path: Path) -> None:
-        logger = trt_mod.Logger(trt_mod.Logger.WARNING)
-        self._trt_runtime = trt_mod.Runtime(logger)
+    def _deserialize(self, path: Path) -> None:
+        import tensorrt as trt
+
+        logger = trt.Logger(trt.Logger.WARNING)
+        self._trt_runtime = trt.Runtime(logger)
         engine = self._trt_runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise BundleError(
-                f"{path}: TensorRT {getattr(trt_mod, '__version__', '?')} cannot load this engine "
+                f"{path}: TensorRT {getattr(trt, '__version__', '?')} cannot load this engine "
                 "(built by another TensorRT version or for another GPU, or the file is damaged)",
                 hint=f"delete {path} and run again: the engine is rebuilt from the bundle's ONNX",
             )
         self._engine = engine
         self._context = engine.create_execution_context()
-        io = _io_for(trt_mod, engine, self._context)
-        self._check_io(trt_mod, io, path)
+        io = _io_for(engine, self._context)
+        self._check_io(io, path)
         self._io = io
 
-    def _check_io(self, trt_mod: Any, io: Any, path: Path) -> None:
+    def _check_io(self, io: Any, path: Path) -> None:
+        import tensorrt as trt
+
         m = self.manifest
         if io.inputs != [m.input_name] or m.output_name not in io.outputs:
             raise BundleError(
@@ -197,7 +205,7 @@ class TensorRTRuntime(Runtime):
                 hint=f"delete {path} to rebuild it, or re-create the bundle with 'leukedge convert'",
             )
         for name in (m.input_name, m.output_name):
-            if io.dtype(name) != trt_mod.float32:
+            if io.dtype(name) != trt.float32:
                 raise BundleError(f"{path}: tensor {name!r} is {io.dtype(name)}, expected float32 I/O")
         out = io.shape(m.output_name)
         if out[-1] != len(m.classes):
@@ -247,8 +255,8 @@ class TensorRTRuntime(Runtime):
     def _release(self) -> None:
         if self._ctx.ctx is not None:
             with self._ctx:
-                for name, buf in self._bufs.items():
-                    (buf.free if name.startswith("d_") else buf.base.free)()
+                for buf in self._bufs.values():
+                    free_buffer(buf)
                 self._bufs.clear()
                 self._stream = None
                 self._io = None
