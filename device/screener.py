@@ -23,6 +23,7 @@ public methods are thread-safe.  Results are typed (``FrameResult``,
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
@@ -39,6 +40,7 @@ from leukedge.sinks.base import CallbackSink, Sink, SinkSet
 from leukedge.sinks.files import JsonlSink
 from leukedge.types import Cell, FrameResult
 
+log = logging.getLogger("leukedge.screener")
 CellCallback = Callable[[Cell, FrameResult], None]
 FrameCallback = Callable[[FrameResult], None]
 
@@ -99,6 +101,7 @@ class Screener:
             duration=duration,
         )
         self._iterating = False
+        self.callback_errors = 0
 
     # -- identity ----------------------------------------------------------------------
     @property
@@ -189,10 +192,19 @@ class Screener:
 
     def _dispatch(self, result: FrameResult) -> None:
         for fcb in self._frame_callbacks:
-            fcb(result)
+            self._call(fcb, result)
         for cell in result.cells:
             for ccb in self._cell_callbacks:
-                ccb(cell, result)
+                self._call(ccb, cell, result)
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        """One callback's bug must not stop the others or the screening: counted, logged once."""
+        try:
+            callback(*args)
+        except Exception:
+            self.callback_errors += 1
+            if self.callback_errors == 1:
+                log.exception("a Screener callback (%r) failed; further failures are counted, not logged", callback)
 
     # -- push mode ---------------------------------------------------------------------
     def submit(
