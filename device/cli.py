@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
+from leukedge.errors import InvalidInputError
 from leukedge.sinks.options import sink_options
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "keras")
@@ -13,6 +14,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
 @click.command()
+@click.argument("source_arg", metavar="[SOURCE]", required=False)
 @click.option(
     "--model",
     default="reference",
@@ -21,8 +23,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 )
 @click.option(
     "--source",
-    required=True,
-    help="synthetic://, picamera2://0, csi://0, v4l2:///dev/video0, rtsp://…, a video file, an image folder or glob.",
+    help="What to screen (or give it as SOURCE): synthetic://, picamera2://0, csi://0, v4l2:///dev/video0, rtsp://…, a video file, an image folder or glob.",
 )
 @sink_options
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after screening this many frames.")
@@ -45,8 +46,9 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 )
 @click.option("--quiet", "-q", is_flag=True, help="No live status line, only the summary.")
 def screen(
+    source_arg: Optional[str],
     model: str,
-    source: str,
+    source: Optional[str],
     max_frames: Optional[int],
     duration: Optional[float],
     backend: str,
@@ -58,7 +60,7 @@ def screen(
     quiet: bool,
     **sink_kw: Any,
 ) -> None:
-    """Screen every white cell a source shows, live.
+    """Screen every white cell a source shows, live (SOURCE or --source).
 
     Prints a status line (fps, cells/s, latency p50/p99, dropped frames, ALL
     count) and writes one JSON line per cell to --out, with a frame-level line
@@ -71,6 +73,13 @@ def screen(
     from leukedge.device.status import StatusPrinter
     from leukedge.sinks.options import build_sinks
 
+    if source and source_arg and source != source_arg:
+        raise InvalidInputError(f"two sources given: {source_arg!r} and --source {source!r}", hint="give one")
+    source = source or source_arg
+    if not source:
+        raise InvalidInputError(
+            "no source given", hint="leukedge screen --source synthetic:// (or csi://0, v4l2:///dev/video0, a folder …)"
+        )
     ref = resolve_model(None if model == "reference" else model)
     sinks = build_sinks(ref.identity, ref.manifest, **sink_kw)
     screener = Screener(
@@ -93,6 +102,18 @@ def screen(
     summary = run_session(screener, on_status=None if quiet else printer)
     printer.finish(summary.stats)
     click.echo(describe_summary(summary))
+    slide = slide_summary(sinks, sink_kw.get("outs") or ())
+    if slide:
+        click.echo(slide)
+
+
+def slide_summary(sinks: Any, outs: Any) -> Optional[str]:
+    """The results engineer's slide summary (counts with intervals, adequacy), where this install has it."""
+    try:
+        from leukedge.report import screen_summary
+    except ImportError:
+        return None
+    return str(screen_summary(sinks, results=str(outs[0]) if outs else None))
 
 
 def describe_summary(summary: Any) -> str:

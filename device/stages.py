@@ -285,7 +285,10 @@ class Stages:
             meta=dict(f.meta),
         )
         t0 = time.perf_counter()
-        self.sinks.write(result)
+        if getattr(self.sinks, "wants_frames", False):  # a sink that shows pixels (the live view) gets the frame
+            self.sinks.write_frame(result, f.image)  # type: ignore[attr-defined]
+        else:
+            self.sinks.write(result)
         self.stats_.add_busy("output", time.perf_counter() - t0)
         self.stats_.add_frame(len(cells), result.n_all, result.latency_s)
         if self._deliver and not self._consumer_gone.is_set():

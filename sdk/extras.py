@@ -47,19 +47,24 @@ DEPENDENCIES: dict[str, Dependency] = {
 
 
 def has(name: str) -> bool:
-    """True when the library behind ``name`` (a key of DEPENDENCIES) can be imported."""
+    """True when the library behind ``name`` (a key of DEPENDENCIES) can be imported.
+
+    A folder without code (type stubs such as ``tensorrt-stubs`` install one)
+    imports as an empty namespace package; that does not count.
+    """
     dep = DEPENDENCIES[name]
     try:
         spec = importlib.util.find_spec(dep.module)
     except (ImportError, ValueError):  # a parent package missing, or a broken install
         return False
-    # A bare namespace package (no __init__, e.g. what `pip install tensorrt-stubs` leaves) is not the library.
     return spec is not None and spec.origin is not None
 
 
 def require(name: str) -> ModuleType:
     """Import and return the library behind ``name``, or raise MissingDependencyError."""
     dep = DEPENDENCIES[name]
+    if not has(name):
+        raise MissingDependencyError(f"{dep.module} is needed for {dep.purpose} but is not installed", hint=dep.install)
     try:
         return importlib.import_module(dep.module)
     except ImportError as exc:

@@ -6,12 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from device_helpers import tiny_bundle
 
 from leukedge.bundle import Bundle
-
-# Small frames keep segmentation cheap on a 2-core CPU; the geometry is the real one scaled down.
-SMALL_SYNTHETIC = "synthetic://?width=800&height=600&cells=3&pool=2"
+from tests.device.device_helpers import tiny_bundle
 
 
 @pytest.fixture(scope="session")

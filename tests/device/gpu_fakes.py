@@ -9,6 +9,7 @@ modules into sys.modules; ``api`` is "tensor" (TensorRT ≥ 8.5/10) or
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 import types
 from typing import Any, Dict, List, Optional
@@ -275,11 +276,19 @@ def make_tensorrt(spec: EngineSpec, api: str) -> types.ModuleType:
     return trt
 
 
+def fake_spec(module: types.ModuleType) -> types.ModuleType:
+    """Give a fake module the spec a real one has, so importlib.util.find_spec (leukedge.extras.has) sees it."""
+    module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, loader=None, origin="<test fake>")
+    return module
+
+
 def install(monkeypatch: Any, spec: Optional[EngineSpec] = None, *, api: str = "tensor") -> None:
     MEMORY.clear()
     CALLS.clear()
     pycuda = make_pycuda()
+    for m in (pycuda, pycuda.driver):  # type: ignore[attr-defined]
+        fake_spec(m)
     monkeypatch.setitem(sys.modules, "pycuda", pycuda)
     monkeypatch.setitem(sys.modules, "pycuda.driver", pycuda.driver)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(spec or EngineSpec(), api))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_spec(make_tensorrt(spec or EngineSpec(), api)))
     monkeypatch.setattr("leukedge.device.cuda_context.has", lambda name: True)

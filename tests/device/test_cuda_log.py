@@ -14,13 +14,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from device_helpers import build_kernel_on_cpu, c_compiler, enhance_on_cpu
 
 from leukedge.device.cuda_log import TOLERANCE_GREY, CudaLog, kernel_source
 from leukedge.device.preprocessing import choose_preprocess, make_preprocessor
 from leukedge.errors import HardwareUnavailableError, InvalidInputError
 from leukedge.manifest import LogSpec, Preprocessing
 from leukedge.preprocess import enhance
+from tests.device.device_helpers import build_kernel_on_cpu, c_compiler, enhance_on_cpu
 
 DEFAULT = Preprocessing()
 VARIANTS = {

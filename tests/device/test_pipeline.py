@@ -9,7 +9,6 @@ from typing import Any, List, Optional
 
 import numpy as np
 import pytest
-from conftest import SMALL_SYNTHETIC
 
 from leukedge.device.pipeline import Pipeline
 from leukedge.device.runtimes import open_runtime
@@ -20,6 +19,7 @@ from leukedge.errors import BundleError, HardwareUnavailableError, InvalidImageE
 from leukedge.manifest import Manifest
 from leukedge.sinks import JsonlSink, SinkSet
 from leukedge.synthetic import make_smear_frame
+from tests.device.device_helpers import SMALL_SYNTHETIC
 
 
 class ListSource(FrameSource):

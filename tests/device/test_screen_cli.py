@@ -11,13 +11,13 @@ import time
 
 import numpy as np
 from click.testing import CliRunner
-from conftest import SMALL_SYNTHETIC
 from PIL import Image
 
 from leukedge.bundle import REFERENCE_BUNDLE
 from leukedge.cli import main
 from leukedge.device.stats import StatsSnapshot
 from leukedge.device.status import StatusPrinter, status_line
+from tests.device.device_helpers import SMALL_SYNTHETIC
 
 
 def _screen(*args: str):
@@ -149,3 +149,17 @@ def test_screen_help_lists_the_options() -> None:
         "--preprocess",
     ):
         assert opt in res.output
+
+
+def test_source_may_be_given_as_an_argument(bundle, tmp_path) -> None:
+    out = tmp_path / "cells.jsonl"
+    res = _screen(SMALL_SYNTHETIC + "&frames=1", "--model", str(bundle.root), "--out", str(out), "-q")
+    assert res.exit_code == 0, res.output
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_no_source_or_two_sources_are_clear_errors(bundle) -> None:
+    res = _screen("--model", str(bundle.root))
+    assert res.exit_code == 3 and "no source given" in res.output
+    res = _screen("synthetic://", "--source", "csi://0", "--model", str(bundle.root))
+    assert res.exit_code == 3 and "two sources given" in res.output

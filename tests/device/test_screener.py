@@ -7,12 +7,12 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import SMALL_SYNTHETIC
 
 import leukedge
 from leukedge.errors import BundleError, HardwareUnavailableError, InvalidImageError, InvalidInputError
 from leukedge.synthetic import make_smear_frame
 from leukedge.types import Cell, FrameResult
+from tests.device.device_helpers import SMALL_SYNTHETIC
 
 
 def test_screener_is_exported_lazily_from_leukedge() -> None:

@@ -27,6 +27,7 @@ from leukedge.device.sources.cameras import OpenCvCamera
 from leukedge.device.sources.files import opencv_flag
 from leukedge.errors import HardwareUnavailableError, InvalidImageError, InvalidInputError
 from leukedge.images import as_rgb8
+from tests.device.gpu_fakes import fake_spec
 
 
 def _write(path: Path, rgb: np.ndarray) -> Path:
@@ -358,7 +359,7 @@ class FakePicamera2:
 def fake_picamera2(monkeypatch):
     import types
 
-    module = types.ModuleType("picamera2")
+    module = fake_spec(types.ModuleType("picamera2"))
     module.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
     monkeypatch.setitem(__import__("sys").modules, "picamera2", module)
     FakePicamera2.cameras, FakePicamera2.instances = [{"Model": "imx477"}], []

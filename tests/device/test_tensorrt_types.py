@@ -23,7 +23,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from device_helpers import REPO, skip_or_fail
+
+from tests.conftest import REPO, skip_or_fail
 
 RUNTIME = REPO / "device" / "runtimes" / "tensorrt_runtime.py"
 # leukedge is installed through a package_dir mapping mypy cannot follow; the point here is TensorRT's API.
