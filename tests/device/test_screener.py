@@ -121,3 +121,29 @@ def test_a_screener_opened_but_never_run_closes_quietly(bundle) -> None:
     with leukedge.Screener(bundle, source=SMALL_SYNTHETIC, preprocess="cpu") as s:
         assert s.model_id == bundle.short_hash
     assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("leukedge-"))
+
+
+def test_sinks_that_want_pixels_get_each_frame(bundle) -> None:
+    from leukedge.sinks.base import Sink, SinkSet
+
+    if not hasattr(SinkSet, "write_frame"):
+        pytest.skip("this leukedge.sinks has no frame hook yet")
+
+    class PixelSink(Sink):
+        name = "pixels"
+        wants_frames = True
+
+        def __init__(self) -> None:
+            self.shapes: list = []
+
+        def write(self, result) -> None:
+            self.shapes.append(None)
+
+        def write_frame(self, result, frame) -> None:
+            self.shapes.append(None if frame is None else (frame.shape, frame.dtype))
+
+    px = PixelSink()
+    src = "synthetic://?frames=2&width=640&height=480&cells=1&pool=1"
+    with leukedge.Screener(bundle, src, preprocess="cpu", sinks=[px]) as s:
+        s.run()
+    assert px.shapes == [((480, 640, 3), np.uint8)] * 2

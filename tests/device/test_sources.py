@@ -128,7 +128,7 @@ def test_real_smear_frames_folder(smear_dir) -> None:
 
 def _write_video(path: Path, frames: list) -> Path:
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (w, h))
     assert writer.isOpened(), "OpenCV cannot write MJPG/AVI here"
     for f in frames:
         writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
