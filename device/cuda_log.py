@@ -285,6 +285,10 @@ class CudaLog:
         }
         return np.array(h_out, copy=True)
 
+    @property
+    def device_name(self) -> str:
+        return self._ctx.name if self._ctx is not None else ""
+
     def close(self) -> None:
         if self._ctx is None or self._ctx.ctx is None:
             return

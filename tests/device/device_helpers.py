@@ -24,6 +24,7 @@ import numpy as np
 
 from leukedge.bundle import Bundle, write_bundle
 from leukedge.device.cuda_log import kernel_source, output_shape
+from leukedge.device.runtimes.base import Runtime
 from leukedge.manifest import Manifest, Preprocessing
 
 # Small frames keep segmentation cheap on a 2-core CPU; the geometry is the real one scaled down.
@@ -117,3 +118,34 @@ def enhance_on_cpu(dll: ctypes.CDLL, batch: np.ndarray, spec: Preprocessing) -> 
     ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
     dll.run(ptr(batch), ptr(tmp), ptr(smooth), ptr(out), n, h, w, spec.log.alpha, spec.scale, spec.offset)
     return out
+
+
+class ProjectionRuntime(Runtime):
+    """A model in numpy: a fixed random projection of every input value to two logits, softmaxed.
+
+    Every pixel of the preprocessed input moves p_all, so it shows any difference
+    between two preprocessing paths; used where the ONNX tooling may be absent (GPU machine).
+    """
+
+    name = "numpy-projection"
+
+    def __init__(self, manifest: Manifest | None = None, seed: int = 0) -> None:
+        super().__init__(manifest or Manifest(), "fp32")
+        self.seed = seed
+        self.max_batch = 64
+
+    def _load(self) -> None:
+        size = int(np.prod(self.input_shape))
+        self.w = np.random.default_rng(self.seed).normal(0, 1 / np.sqrt(size), (size, 2)).astype(np.float32)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        logits = batch.reshape(len(batch), -1) @ self.w * 8.0
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+if __name__ == "__main__":  # python -m tests.device.device_helpers BUNDLE_DIR (used by tools/gpu_check.sh)
+    import sys
+
+    made = tiny_bundle(Path(sys.argv[1]))
+    print(f"tiny test bundle: {made}")
