@@ -116,7 +116,14 @@ def classifier_only(model: Any, args: argparse.Namespace, crops: List[np.ndarray
 def pipeline_run(model: Any, args: argparse.Namespace, *, fps: float, seconds: float) -> Dict[str, Any]:
     uri = f"synthetic://?seed=7&width={args.width}&height={args.height}&cells={args.cells}&pool=4&fps={fps}"
     runtime = open_runtime(model, backend=args.backend, precision=args.precision)
-    pipe = Pipeline(make_source(uri), runtime, preprocess=args.preprocess, workers=args.workers, duration=seconds)
+    pipe = Pipeline(
+        make_source(uri),
+        runtime,
+        preprocess=args.preprocess,
+        workers=args.workers,
+        duration=seconds,
+        segment_niceness=args.segment_nice,
+    )
     pipe.start()
     stats = pipe.run()
     return {"source": uri, "workers": pipe.workers, "preprocess": pipe.preprocess_kind, **stats.to_dict()}
@@ -136,6 +143,7 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--segment-nice", type=int, default=0, help="niceness added to segmentation threads")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 

@@ -60,6 +60,7 @@ class Pipeline(Stages):
         deliver: bool = False,
         segment_params: Optional[SegmentParams] = None,
         first_frame_timeout: float = 30.0,
+        segment_niceness: int = 0,
     ) -> None:
         self.source = source
         self.runtime = runtime
@@ -74,6 +75,7 @@ class Pipeline(Stages):
         self.max_frames = max_frames
         self.duration = duration
         self.segment_params = segment_params
+        self.segment_niceness = segment_niceness
         self.first_frame_timeout = first_frame_timeout
         self.stats_ = PipelineStats()
         self.error: Optional[BaseException] = None
@@ -163,7 +165,7 @@ class Pipeline(Stages):
             self._capturing = True
             self._stop_capture.set()
             self._spawn("leukedge-capture", self._capture_loop)
-        self.stop(drain=self.error is None)
+        self.stop(drain=True)  # an error that must not drain has already aborted the run
         self.detach_consumer()
         if not self.wait(timeout=30.0):
             self.stop(drain=False)
@@ -207,6 +209,8 @@ class Pipeline(Stages):
 
     def poll(self) -> None:
         """Watchdog called from the consumer's thread: a live source that never delivers a frame is an error."""
+        if self.source.kind == "push":
+            return  # an application may take its time before it submits the first frame
         if self._captured == 0 and self._t_start and not self._stop_capture.is_set():
             waited = time.time() - self._t_start
             if waited > self.first_frame_timeout:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -32,6 +33,23 @@ from leukedge.types import Cell, FrameResult
 log = logging.getLogger("leukedge.pipeline")
 END = object()  # end-of-stream marker passed down every queue
 DEFAULT_BATCH = 32
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Make the calling thread yield the CPU to the others (Linux: per-thread nice); no-op elsewhere.
+
+    Segmentation threads get a lower priority so that, on a CPU that also runs
+    the classifier, they fill the classifier's idle moments instead of
+    stalling its parallel kernels (a preempted worker thread holds up a whole
+    batch).  Raising one's niceness needs no privilege.
+    """
+    if niceness <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except OSError:  # not permitted in some sandboxes: run at normal priority
+        pass
 
 
 @dataclass
@@ -59,6 +77,7 @@ class Stages:
     max_frames: Optional[int]
     duration: Optional[float]
     segment_params: Optional[SegmentParams]
+    segment_niceness: int
     _deliver: bool
     _frames_q: queue.Queue[Any]
     _jobs_q: queue.Queue[Any]
@@ -162,6 +181,7 @@ class Stages:
             return item, seq
 
     def _segment_loop(self) -> None:
+        lower_thread_priority(self.segment_niceness)
         try:
             while True:
                 frame, seq = self._take()
