@@ -116,8 +116,13 @@ class Pipeline(Stages):
             gpu.join()
             self.source.close()
             raise self.error
-        self.sinks.open()
-        self.stats_.start()
+        try:
+            self.sinks.open()
+        except BaseException:  # e.g. the live view's port is taken: release the models and the source
+            self._abort.set()
+            gpu.join(10.0)
+            self.source.close()
+            raise
         self._spawn("leukedge-results", self._results_loop)
         for k in range(self.workers):
             self._spawn(f"leukedge-segment-{k}", self._segment_loop)
@@ -131,6 +136,7 @@ class Pipeline(Stages):
                 return self
             self._capturing = True
         self._t_start = time.time()
+        self.stats_.start()
         self._ran = True
         self._spawn("leukedge-capture", self._capture_loop)
         return self

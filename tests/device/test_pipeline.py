@@ -256,3 +256,23 @@ def test_cuda_preprocessing_gives_the_cpu_results() -> None:
     gpu = [c.p_all for r in runs["cuda"] for c in r.cells]
     assert len(cpu) == len(gpu) == 12
     np.testing.assert_allclose(gpu, cpu, atol=1e-5)
+
+
+def test_a_sink_that_cannot_open_releases_the_models_and_the_source(smear_frames) -> None:
+    from leukedge.sinks.base import Sink
+
+    class Unopenable(Sink):
+        name = "broken"
+
+        def open(self) -> None:
+            raise InvalidInputError("port 8080 is in use")
+
+        def write(self, result) -> None:
+            pass
+
+    src = ListSource(smear_frames)
+    pipe = Pipeline(src, SlowRuntime(), preprocess="cpu", sinks=SinkSet([Unopenable()]))
+    with pytest.raises(InvalidInputError, match="port 8080"):
+        pipe.start()
+    assert not src._opened
+    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("leukedge-"))
