@@ -47,7 +47,8 @@ echo "wheels: $WHEELS ($(ls "$WHEELS" 2>/dev/null | tr '\n' ' '))"
 echo "data:   $DATA ($( [ -d "$DATA/cnmc_sample" ] && echo present || echo 'absent: real-image tests will skip'))"
 
 step "virtual environment $GPU_DIR/venv"
-if [ ! -x "$GPU_DIR/venv/bin/python" ]; then
+if ! "$GPU_DIR/venv/bin/python" -c "" 2>/dev/null; then  # absent, or carried from another machine
+  rm -rf "$GPU_DIR/venv"
   $PY -m venv --system-site-packages "$GPU_DIR/venv" 2>/dev/null \
     || $PY -m venv --system-site-packages --without-pip "$GPU_DIR/venv" \
     || { fail "cannot create a virtual environment with $PY"; exit 2; }
@@ -78,13 +79,14 @@ fi
 
 step "pycuda"
 if ! "$VPY" -c "import pycuda.driver" 2>/dev/null; then
-  built=$(ls "$GPU_DIR"/built/pycuda-*.whl 2>/dev/null | tail -1)
+  tag=$("$VPY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  built=$(ls "$GPU_DIR"/built/pycuda-*-"$tag"-*.whl 2>/dev/null | tail -1)  # a wheel for this Python only
   if [ -z "$built" ]; then
     sdist=$(ls "$WHEELS"/pycuda-*.tar.gz 2>/dev/null | tail -1)
     [ -n "$sdist" ] || { fail "no pycuda sdist in $WHEELS" 4; exit 4; }
     echo "building $(basename "$sdist") on $(nproc) cores ..."
     "$VPY" "$REPO/tools/build_pycuda.py" "$sdist" "$GPU_DIR/built" || { fail "pycuda build failed" 4; exit 4; }
-    built=$(ls "$GPU_DIR"/built/pycuda-*.whl | tail -1)
+    built=$(ls "$GPU_DIR"/built/pycuda-*-"$tag"-*.whl | tail -1)
   fi
   for dep in platformdirs pytools; do
     "$VPY" -c "import $dep" 2>/dev/null || pipi --no-index --no-deps --find-links "$WHEELS" "$dep" || fail "cannot install $dep from $WHEELS"
