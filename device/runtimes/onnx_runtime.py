@@ -22,6 +22,7 @@ class OnnxRuntime(Runtime):
         *,
         device: str = "auto",
         threads: Optional[int] = None,
+        spin: bool = False,
     ) -> None:
         if precision == "fp16":
             raise BundleError(
@@ -33,6 +34,7 @@ class OnnxRuntime(Runtime):
         self.path = bundle.path_of(PRECISION_FILES[precision])
         self.device = device
         self.threads = threads
+        self.spin = spin
         self.session: Any = None
         self.providers: List[str] = []
 
@@ -51,6 +53,8 @@ class OnnxRuntime(Runtime):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
             opts.intra_op_num_threads = self.threads
+        # Idle ORT threads spin by default; on a small board that steals the cores segmentation needs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=want)

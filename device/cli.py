@@ -1,0 +1,149 @@
+"""``leukedge screen``: screen a camera, stream, video or image folder in real time."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import click
+
+from leukedge.errors import InvalidInputError
+from leukedge.sinks.options import sink_options
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "keras")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+
+@click.command()
+@click.argument("source_arg", metavar="[SOURCE]", required=False)
+@click.option(
+    "--model",
+    default="reference",
+    show_default=True,
+    help="Model bundle folder ('reference': the packaged model; a .h5 with --backend keras).",
+)
+@click.option(
+    "--source",
+    help="What to screen (or give it as SOURCE): synthetic://, picamera2://0, csi://0, v4l2:///dev/video0, rtsp://…, a video file, an image folder or glob.",
+)
+@sink_options
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after screening this many frames.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option(
+    "--preprocess",
+    type=click.Choice(("auto", "cuda", "cpu")),
+    default="auto",
+    show_default=True,
+    help="Where the LoG preprocessing runs; auto = CUDA when usable.",
+)
+@click.option("--workers", type=click.IntRange(min=1, max=32), help="Segmentation threads (default: by CPU count).")
+@click.option("--max-batch", type=click.IntRange(min=1, max=1024), help="Largest batch of cells per inference call.")
+@click.option(
+    "--all-frames",
+    is_flag=True,
+    help="Screen every frame of a live source (lag grows if it is too fast) instead of only the newest.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No live status line, only the summary.")
+def screen(
+    source_arg: Optional[str],
+    model: str,
+    source: Optional[str],
+    max_frames: Optional[int],
+    duration: Optional[float],
+    backend: str,
+    precision: str,
+    preprocess: str,
+    workers: Optional[int],
+    max_batch: Optional[int],
+    all_frames: bool,
+    quiet: bool,
+    **sink_kw: Any,
+) -> None:
+    """Screen every white cell a source shows, live (SOURCE or --source).
+
+    Prints a status line (fps, cells/s, latency p50/p99, dropped frames, ALL
+    count) and writes one JSON line per cell to --out, with a frame-level line
+    for each frame without cells.  Ctrl-C or SIGTERM stops capturing, finishes
+    the frames in flight and flushes the outputs.
+    """
+    from leukedge.device.runtimes import resolve_model
+    from leukedge.device.screener import Screener
+    from leukedge.device.session import run_session
+    from leukedge.device.status import StatusPrinter
+    from leukedge.sinks.options import build_sinks
+
+    if source and source_arg and source != source_arg:
+        raise InvalidInputError(f"two sources given: {source_arg!r} and --source {source!r}", hint="give one")
+    source = source or source_arg
+    if not source:
+        raise InvalidInputError(
+            "no source given", hint="leukedge screen --source synthetic:// (or csi://0, v4l2:///dev/video0, a folder …)"
+        )
+    ref = resolve_model(None if model == "reference" else model)
+    sinks = build_sinks(ref.identity, ref.manifest, **sink_kw)
+    screener = Screener(
+        ref,
+        source,
+        backend=backend,
+        precision=precision,
+        preprocess=preprocess,
+        sinks=[sinks],
+        latest_frame=False if all_frames else None,
+        max_frames=max_frames,
+        duration=duration,
+        workers=workers,
+        max_batch=max_batch,
+    )
+    screener.open()  # load the model and open the source now, so what is printed is what runs
+    for key, value in screener.describe().items():
+        click.echo(f"{key:>10}: {value}", err=True)
+    printer = StatusPrinter()
+    summary = run_session(screener, on_status=None if quiet else printer)
+    printer.finish(summary.stats)
+    click.echo(describe_summary(summary))
+    slide = slide_summary(sinks, sink_kw.get("outs") or ())
+    if slide:
+        click.echo(slide)
+
+
+def slide_summary(sinks: Any, outs: Any) -> Optional[str]:
+    """The results engineer's slide summary (counts with intervals, adequacy), where this install has it."""
+    try:
+        from leukedge.report import screen_summary
+    except ImportError:
+        return None
+    return str(screen_summary(sinks, results=str(outs[0]) if outs else None))
+
+
+def describe_summary(summary: Any) -> str:
+    """The closing lines: what was screened, what was found, where it went."""
+    s = summary.stats
+    share = f" ({100.0 * s.n_all / s.cells:.1f}% of cells)" if s.cells else ""
+    lines = [
+        f"Screened {s.frames} frame(s) in {s.elapsed_s:.1f} s"
+        + (f", {s.dropped} stale frame(s) dropped" if s.dropped else "")
+        + f": {s.cells} cell(s), {s.n_all} labelled ALL{share}.",
+        f"  {s.mean_fps:.1f} frames/s, {s.mean_cells_per_s:.1f} cells/s; latency p50 "
+        f"{s.latency_p50_ms if s.latency_p50_ms is not None else '–'} ms, p99 "
+        f"{s.latency_p99_ms if s.latency_p99_ms is not None else '–'} ms",
+    ]
+    if summary.stopped_by:
+        lines.append(f"  Stopped by {summary.stopped_by}; frames in flight were finished and outputs flushed.")
+    for name, st in _outputs(summary.sinks):
+        lines.append(f"  {name}: {st['path']} ({st.get('cells', 0)} cells, {st.get('frames', 0)} frames)")
+    if summary.skipped:
+        lines.append(f"  {len(summary.skipped)} file(s) skipped as unreadable, e.g. {summary.skipped[0][1]}")
+    return "\n".join(lines)
+
+
+def _outputs(stats: Any, name: str = "") -> List[Tuple[str, Dict[str, Any]]]:
+    """(sink name, stats) of every sink that wrote a file, from nested SinkSet stats."""
+    if not isinstance(stats, dict):
+        return []
+    if stats.get("path"):
+        return [(name, stats)]
+    found: List[Tuple[str, Dict[str, Any]]] = []
+    for key, value in stats.items():
+        found.extend(_outputs(value, key))
+    return found
