@@ -57,7 +57,7 @@ class Cell:
     phash: np.ndarray  # 32 packed bytes
     thumb: np.ndarray  # 32×32×3 uint8
     features: np.ndarray  # features.FEATURE_NAMES
-    size: tuple[int, int]  # height, width
+    size: tuple[int, int]  # height, width of the file
 
     @property
     def area(self) -> float:
@@ -179,10 +179,11 @@ def scan(
 
     def measure(f: CellFile) -> Cell | tuple[str, str]:
         try:
-            img = load_cell(f.path)
+            raw = read_image(f.path)
         except InvalidImageError as exc:
             return (f.rel, exc.message)
-        return Cell(f, perceptual_hash(img), thumbnail(img), cell_features(img), img.shape[:2])
+        img = square_crop(raw)
+        return Cell(f, perceptual_hash(img), thumbnail(img), cell_features(img), raw.shape[:2])
 
     cells: list[Cell] = []
     n_workers = workers or min(4, os.cpu_count() or 1)

@@ -94,7 +94,7 @@ def deduplicate(
         keep = group[0]
         for i in group[1:]:
             same = cells[i].file.subject == cells[keep].file.subject
-            b = bits.get((keep, i), min((bits.get((min(i, k), max(i, k)), 999) for k in group if k != i)))
+            b = bits.get((keep, i), min(bits.get((min(i, k), max(i, k)), 999) for k in group if k != i))
             drop[i] = Removed(
                 cells[i].file.rel, cells[keep].file.rel, b, "duplicate" if same else "duplicate across subjects"
             )

@@ -173,7 +173,9 @@ def calibration(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> dict[str, An
             continue
         conf, freq = float(p[m].mean()), float(y[m].mean())
         ece += m.mean() * abs(conf - freq)
-        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": int(m.sum()), "mean_p": conf, "frac_all": freq})
+        rows.append(
+            {"low": float(edges[b]), "high": float(edges[b + 1]), "n": int(m.sum()), "mean_p": conf, "frac_all": freq}
+        )
     return {"ece": float(ece) if len(p) else np.nan, "bins": rows}
 
 
@@ -236,7 +238,7 @@ def summarize(
     point = point_metrics(y, p, threshold=threshold)
     ci = bootstrap_by_subject(y, p, subject, lambda a, b: point_metrics(a, b, threshold=threshold), n=n_boot, seed=seed)
     out: dict[str, Any] = {
-        "cells": int(len(y)),
+        "cells": len(y),
         "cells_all": int(np.sum(y == 1)),
         "cells_hem": int(np.sum(y == 0)),
         "subjects_all": sorted({str(s) for s, lab in subject_labels(y, subject).items() if lab}),

@@ -12,9 +12,11 @@ node names, TensorRT layer names and INT8 settings downstream.
 ``width`` scales every convolution's channel count (VGG's 64-128-256-512-512);
 ``dense`` sets the two dense layers.  ``batch_norm`` inserts BatchNormalization
 between each convolution and its ReLU (``block1_bn1`` …); it folds into the
-convolution at conversion.  Its momentum is 0.9, not Keras' 0.99: with few
-epochs the slower moving averages lag the weights and a model can then predict
-one class for everything at inference while its training loss looks fine.
+convolution at conversion.  Moving averages lag the weights: with few epochs
+a model can then predict one class for everything at inference while its
+training loss looks fine.  So training re-measures the statistics after every
+epoch (``training.recalibrate_batch_norm``), and the momentum is 0.9, not
+Keras' 0.99.
 """
 
 from __future__ import annotations
@@ -60,9 +62,10 @@ def make_preprocessing(
 ) -> Preprocessing:
     """The manifest's preprocessing section for a model trained with these LoG settings.
 
-    Validated through the manifest parser, so a bad value is refused with the
-    same message a bad manifest gets.
+    Validated through the manifest parser, so training accepts exactly what a
+    manifest may hold; a bad value is reported under its command-line name.
     """
+    from leukedge.errors import InvalidInputError, ManifestError
     from leukedge.manifest import Manifest
 
     log = LogSpec(
@@ -74,8 +77,25 @@ def make_preprocessing(
         alpha=float(log_alpha),
     )
     spec = Preprocessing(input_height=size, input_width=size, log=log, crop=CropSpec())
-    checked = Manifest.from_dict(Manifest(preprocessing=spec).to_dict(), where="training options")
+    try:
+        checked = Manifest.from_dict(Manifest(preprocessing=spec).to_dict(), where="training options")
+    except ManifestError as exc:
+        option = _OPTION_NAMES.get(exc.field.rsplit(".", 1)[-1], exc.field)
+        raise InvalidInputError(
+            exc.message.replace(f"field '{exc.field}'", option), hint="see 'leukedge train --help'"
+        ) from exc
     return checked.preprocessing
+
+
+_OPTION_NAMES = {
+    "gaussian_ksize": "--log-ksize",
+    "gaussian_sigma": "--log-sigma",
+    "laplacian_aperture": "--log-aperture",
+    "alpha": "--log-alpha",
+    "apply_at": "--log-apply-at",
+    "input_height": "input size",
+    "input_width": "input size",
+}
 
 
 def build_vgg13(

@@ -34,6 +34,7 @@ from leukedge.trainer.provenance import build_manifest, jsonable, split_path_for
 from leukedge.trainer.split import Split, check_no_leakage, split_subjects
 
 Progress = Callable[[str], None]
+BN_CALIBRATION_EPOCH = 2**20  # the plan index of the fixed, balanced order BatchNorm statistics are measured in
 
 
 @dataclass(frozen=True)
@@ -152,11 +153,37 @@ def validation_figures(y: np.ndarray, p: np.ndarray, subjects: np.ndarray) -> di
     return {
         **{k: float(v) for k, v in point.items()},
         "loss_balanced": metrics.log_loss_balanced(y, p),
-        "cells": int(len(y)),
+        "cells": len(y),
         "subjects": len(set(subjects.tolist())),
         "youden_threshold": metrics.youden_threshold(y, p) if len(set(y.tolist())) == 2 else None,
         "called_all": float(np.mean(p >= 0.5)) if len(p) else None,
     }
+
+
+def recalibrate_batch_norm(model: Any, ds: Any, *, batches: int = 16) -> bool:
+    """Set every BatchNorm layer's moving statistics to the average over ``batches`` batches.
+
+    Moving averages lag the weights: after few epochs they describe an older
+    network, and a model can then call every cell one class at inference.  A
+    pass in training mode with momentum k/(k+1) at batch k gives the plain
+    mean of the batch statistics under the final weights.  Returns False (and
+    does nothing) for a model without BatchNorm.
+    """
+    import keras
+
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return False
+    saved = [layer.momentum for layer in layers]
+    try:
+        for k, (x, _) in enumerate(ds.take(batches)):
+            for layer in layers:
+                layer.momentum = k / (k + 1.0)
+            model(x, training=True)
+    finally:
+        for layer, m in zip(layers, saved):
+            layer.momentum = m
+    return True
 
 
 def _fingerprint(p: Prepared, opts: TrainOptions, spec: Preprocessing) -> dict[str, Any]:
@@ -232,6 +259,11 @@ def train(
     val_paths, val_y = _paths_labels(val_cells)
     val_subj = np.array([c.file.subject for c in val_cells], dtype=object)
     val_ds = make_dataset(val_paths, val_y, spec, batch_size=opts.batch_size, workers=opts.workers)
+    # Training cells without augmentation, in a fixed order: BatchNorm statistics are measured on them.
+    calib = epoch_plan(train_y, epoch=BN_CALIBRATION_EPOCH, seed=opts.seed, balance=True)[0]
+    train_eval_ds = make_dataset(
+        [train_paths[i] for i in calib], train_y[calib], spec, batch_size=opts.batch_size, workers=opts.workers
+    )
     try:
         while state.epoch < opts.epochs and state.wait < opts.patience:
             t0 = time.perf_counter()
@@ -245,6 +277,7 @@ def train(
                 workers=opts.workers,
             )
             fit = model.fit(ds, epochs=1, verbose=0, shuffle=False)
+            recalibrate_batch_norm(model, train_eval_ds)
             p_val = predict_p_all(model, val_ds)
             val = validation_figures(val_y, p_val, val_subj)
             state.epoch += 1
