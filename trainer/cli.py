@@ -151,7 +151,13 @@ def train(
 @click.option("--backend", default="auto", show_default=True, help="auto, keras, onnxruntime or tensorrt.")
 @click.option("--precision", default="auto", show_default=True, help="auto, fp32, fp16 or int8.")
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--include-seen", is_flag=True, help="Also evaluate subjects the model was trained or validated on.")
+@click.option(
+    "--subjects",
+    type=click.Choice(["unseen", "test", "val", "all"]),
+    default="unseen",
+    show_default=True,
+    help="Which subjects: unseen by the model, its test or validation subjects, or all (optimistic).",
+)
 @click.option("--bootstrap", "n_boot", default=1000, show_default=True, help="Bootstrap replicates for the intervals.")
 @click.option("--json", "json_out", is_flag=True, help="Print the full result as JSON.")
 def evaluate(
@@ -162,13 +168,14 @@ def evaluate(
     backend: str,
     precision: str,
     batch_size: int,
-    include_seen: bool,
+    subjects: str,
     n_boot: int,
     json_out: bool,
 ) -> None:
     """Evaluate MODEL (.h5 or bundle folder) on the labelled cells in DATA, by subject.
 
-    Subjects the model was trained or validated on are left out.  Prints
+    Subjects the model was trained or validated on are left out (see
+    --subjects).  Prints
     accuracy, sensitivity, specificity, weighted F1 and ROC-AUC with 95%
     intervals from a bootstrap over subjects; --report adds evaluation.json
     and a self-contained report.html.
@@ -184,7 +191,7 @@ def evaluate(
         backend=backend,
         precision=precision,
         batch_size=batch_size,
-        include_seen=include_seen,
+        subjects=subjects,
         n_boot=n_boot,
         progress=None if json_out else click.echo,
     )

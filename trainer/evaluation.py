@@ -42,18 +42,40 @@ def _same_folder(a: Path | None, b: Path) -> bool:
         return False
 
 
+SUBJECT_CHOICES = ("unseen", "test", "val", "all")
+
+
 def select_cells(
-    data: Dataset, manifest: Any, model_path: Path | None, *, include_seen: bool
+    data: Dataset, manifest: Any, model_path: Path | None, *, subjects: str = "unseen"
 ) -> tuple[list[Cell], dict[str, Any]]:
-    """The cells to evaluate, and an account of what was left out and why."""
+    """The cells to evaluate, and an account of what was left out and why.
+
+    ``subjects``: "unseen" (default) leaves out the model's training and
+    validation subjects; "test" / "val" keep only the subjects the model's
+    split gave that role; "all" keeps everything (diagnostics only: figures
+    on training subjects are optimistic).
+    """
+    if subjects not in SUBJECT_CHOICES:
+        raise InvalidInputError(f"--subjects is {subjects!r}, expected one of {', '.join(SUBJECT_CHOICES)}")
     train, val = _seen_subjects(manifest)
-    note: dict[str, Any] = {"include_seen": include_seen, "left_out_subjects": [], "possible_copies_of_training": []}
-    if include_seen:
+    split = (manifest.provenance or {}).get("split", {}).get("subjects", {})
+    note: dict[str, Any] = {"subjects": subjects, "left_out_subjects": [], "possible_copies_of_training": []}
+    if subjects == "all":
         return data.cells, note
-    cells = [c for c in data.cells if c.file.subject not in train | val]
-    note["left_out_subjects"] = sorted({c.file.subject for c in data.cells} & (train | val))
+    present = {c.file.subject for c in data.cells}
+    if subjects in ("test", "val"):
+        keep = set(split.get(subjects, []))
+        if not keep:
+            raise InvalidInputError(
+                f"--subjects {subjects}: the model's manifest names no {subjects} subjects",
+                hint="use --subjects unseen, or train with --test-subjects / --val-subjects",
+            )
+    else:
+        keep = present - train - val
+    cells = [c for c in data.cells if c.file.subject in keep]
+    note["left_out_subjects"] = sorted(present - keep)
     split_doc = read_split_file(split_path_for(model_path)) if model_path is not None else None
-    if split_doc and not _same_folder(_training_folder(manifest), data.root):
+    if split_doc and subjects != "val" and not _same_folder(_training_folder(manifest), data.root):
         ref = [
             np.frombuffer(bytes.fromhex(f["phash"]), np.uint8)
             for role in ("train", "val")
@@ -63,10 +85,15 @@ def select_cells(
         note["possible_copies_of_training"] = [cells[i].file.rel for i in sorted(hits)]
         cells = [c for k, c in enumerate(cells) if k not in hits]
     if not cells:
+        if subjects == "unseen":
+            raise InvalidInputError(
+                f"{data.root}: every subject here was used to train or validate this model "
+                f"({', '.join(note['left_out_subjects'][:12])}); figures on them would be optimistic",
+                hint="evaluate on other subjects, or pass --subjects all to evaluate anyway",
+            )
         raise InvalidInputError(
-            f"{data.root}: every subject here was used to train or validate this model "
-            f"({', '.join(note['left_out_subjects'][:12])}); figures on them would be optimistic",
-            hint="evaluate on other subjects, or pass --include-seen to evaluate anyway",
+            f"{data.root}: none of the model's {subjects} subjects ({', '.join(sorted(keep)[:12])}) is here",
+            hint="point DATA at the folder the model was trained on, or use --subjects unseen",
         )
     return cells, note
 
@@ -119,7 +146,7 @@ def evaluate(
     backend: str = "auto",
     precision: str = "auto",
     batch_size: int = 32,
-    include_seen: bool = False,
+    subjects: str = "unseen",
     n_boot: int = 1000,
     seed: int = 0,
     progress: Progress | None = None,
@@ -132,7 +159,7 @@ def evaluate(
     manifest = ref.manifest
     dataset = scan(data, require_both=False, progress=lambda k, n: say(f"reading cells: {k}/{n}"))
     kept, removed = deduplicate(dataset)
-    cells, selection = select_cells(kept, manifest, ref.keras_path, include_seen=include_seen)
+    cells, selection = select_cells(kept, manifest, ref.keras_path, subjects=subjects)
     say(f"evaluating {len(cells)} cell(s) of {len({c.file.subject for c in cells})} subject(s)")
     preds = predict_files(
         [c.file.path for c in cells], ref, backend=backend, precision=precision, batch_size=batch_size

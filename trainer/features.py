@@ -115,9 +115,9 @@ def cell_features(image: np.ndarray, *, canvas_px: int = CropSpec.canvas_px) -> 
     perimeter = cv2.arcLength(contour, True)
     hull_area = cv2.contourArea(cv2.convexHull(contour))
     ecc = _eccentricity(m8)
-    pix = image[mask].astype(np.float64)
+    rgb_mean, rgb_std = (v.ravel() for v in cv2.meanStdDev(image, mask=m8))
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    g = grey[mask].astype(np.float64)
+    g_mean, g_std = (float(v.ravel()[0]) for v in cv2.meanStdDev(grey, mask=m8))
     hist = np.bincount(grey[mask], minlength=256) / area_px
     nz = hist[hist > 0]
     gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0)
@@ -134,10 +134,10 @@ def cell_features(image: np.ndarray, *, canvas_px: int = CropSpec.canvas_px) -> 
             area_px / max(hull_area, 1.0),
             ecc,
             np.sqrt(4.0 * area_px / np.pi) * k,
-            *pix.mean(axis=0),
-            *pix.std(axis=0),
-            g.mean(),
-            g.std(),
+            *rgb_mean,
+            *rgb_std,
+            g_mean,
+            g_std,
             float(-(nz * np.log2(nz)).sum()),
             float(np.hypot(gx, gy)[inner].mean()),
             float(lap[inner].var()),

@@ -130,8 +130,8 @@ def bootstrap_by_subject(
         idx = np.concatenate(
             [members[s] for stratum in strata if stratum for s in rng.choice(stratum, size=len(stratum))]
         )
-        for k, v in statistic(y[idx], p[idx]).items():
-            draws.setdefault(k, []).append(v)
+        for k, value in statistic(y[idx], p[idx]).items():
+            draws.setdefault(k, []).append(value)
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     out = {}
     for k, vals in draws.items():

@@ -77,10 +77,10 @@ def test_unreadable_files_are_skipped_and_listed(trained, cells6: Path, tmp_path
     shutil.copytree(cells6, data)
     bad = data / "all" / "UID_1_99_1_all.png"
     bad.write_bytes(b"not an image")
-    doc = evaluate(trained.model_path, data, n_boot=50, include_seen=True)
+    doc = evaluate(trained.model_path, data, n_boot=50, subjects="all")
     assert [s["file"] for s in doc["data"]["skipped"]] == [bad.relative_to(data).as_posix()]
     assert doc["data"]["evaluated"] == 96 and doc["data"]["found"] == 97
-    assert doc["data"]["include_seen"] is True
+    assert doc["data"]["subjects"] == "all"
 
 
 def test_one_class_only_reports_what_is_defined(trained, cells6: Path, tmp_path: Path) -> None:
@@ -101,7 +101,13 @@ def test_only_seen_subjects_is_a_clear_error(trained, cells6: Path, tmp_path: Pa
             shutil.copy(f, data / f.parent.name / f.name)
     with pytest.raises(InvalidInputError, match="used to train or validate") as e:
         evaluate(trained.model_path, data, n_boot=10)
-    assert "--include-seen" in (e.value.hint or "")
+    assert "--subjects all" in (e.value.hint or "")
+    val = evaluate(trained.model_path, cells6, n_boot=10, subjects="val")
+    assert set(val["cnn"]["subjects_all"] + val["cnn"]["subjects_hem"]) == set(
+        trained.manifest.provenance["split"]["subjects"]["val"]
+    )
+    with pytest.raises(InvalidInputError, match="none of the model's test subjects"):
+        evaluate(trained.model_path, data, n_boot=10, subjects="test")
 
 
 def test_copies_of_training_cells_in_another_folder_are_left_out(trained, cells6: Path, tmp_path: Path) -> None:
