@@ -12,7 +12,9 @@ subjects named here are held out and never looked at.
 
 A variant is ``WIDTH[:DENSE[:bn]]``, e.g. ``0.25``, ``0.25:128``, ``0.25:256:bn``.
 Results go to OUT/variants.json (appended per variant, so a long run can be
-resumed with the same command) and OUT/variants.md.
+resumed with the same command) and OUT/variants.md.  Cells/s measured while
+other variants train are not comparable; ``--remeasure`` measures every saved
+variant again, back to back, and rewrites the table.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--variant", action="append", required=True)
+    ap.add_argument("--variant", action="append")
     ap.add_argument("--val-subjects", default="")
     ap.add_argument("--test-subjects", default="")
     ap.add_argument("--epochs", type=int, default=40)
@@ -64,7 +66,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, action="append")
+    ap.add_argument("--remeasure", action="store_true", help="only re-measure cells/s of the saved variants")
     args = ap.parse_args()
+    if args.remeasure:
+        remeasure(args.out)
+        return
 
     from leukedge.trainer.training import SplitOptions, TrainOptions, train
 
@@ -115,6 +121,17 @@ def main() -> None:
             results_path.write_text(json.dumps(results, indent=1))
             print(json.dumps({k: v for k, v in row.items() if k != "warnings"}))
     write_table(results, args.out / "variants.md")
+
+
+def remeasure(out: Path) -> None:
+    results_path = out / "variants.json"
+    results = json.loads(results_path.read_text())
+    for r in results:
+        path = out / f"vgg13-{r['variant'].replace(':', '-')}-s{r['seed']}.h5"
+        r["cells_per_s"] = round(cells_per_second(path), 1)
+        print(r["variant"], r["seed"], r["cells_per_s"], flush=True)
+    results_path.write_text(json.dumps(results, indent=1))
+    write_table(results, out / "variants.md")
 
 
 def write_table(results: list[dict], path: Path) -> None:

@@ -88,18 +88,17 @@ def test_same_seed_same_weights_and_exact_resume(
 
 
 def test_a_checkpoint_of_another_run_is_refused(
-    synthetic_cells: Path, tmp_path: Path, tiny_options, tiny_split
+    trained, cells6: Path, tmp_path: Path, tiny_options, tiny_split
 ) -> None:
     from leukedge.trainer.training import train
 
-    train(synthetic_cells, tmp_path / "m.h5", options=tiny_options(epochs=1), split=tiny_split())
-    with pytest.raises(InvalidInputError, match="checkpoint of a different run") as e:
-        train(synthetic_cells, tmp_path / "m.h5", options=tiny_options(epochs=1, seed=3), split=tiny_split())
+    shutil.copytree(trained.model_path.with_name("model.ckpt"), tmp_path / "m.ckpt")  # the fixture's checkpoint
+    split = tiny_split(val_fraction=0.34, test_fraction=0.17)
+    with pytest.raises(InvalidInputError, match=r"checkpoint of a different run \(differs in: options") as e:
+        train(cells6, tmp_path / "m.h5", options=tiny_options(epochs=10, seed=3), split=split)
     assert "--restart" in (e.value.hint or "")
-    r = train(
-        synthetic_cells, tmp_path / "m.h5", options=tiny_options(epochs=1, seed=3), split=tiny_split(), resume=False
-    )
-    assert r.resumed_at == 0
+    r = train(cells6, tmp_path / "m.h5", options=tiny_options(epochs=1, seed=3), split=split, resume=False)
+    assert r.resumed_at == 0 and r.epochs_run == 1
 
 
 def test_bad_output_path_and_missing_class_fail_before_training(
