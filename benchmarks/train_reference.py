@@ -39,8 +39,8 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--dense", type=int, default=256)
     ap.add_argument("--batch-norm", action="store_true")
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 

@@ -35,8 +35,8 @@ def _quiet_tensorflow() -> None:
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file to write (.h5)."
 )
-@click.option("--epochs", default=40, show_default=True, help="Most epochs to train.")
-@click.option("--patience", default=8, show_default=True, help="Stop after this many epochs without improvement.")
+@click.option("--epochs", default=60, show_default=True, help="Most epochs to train.")
+@click.option("--patience", default=15, show_default=True, help="Stop after this many epochs without improvement.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--width", default=0.25, show_default=True, help="Channel multiplier (1.0 = VGG's 64…512).")

@@ -39,10 +39,10 @@ BN_CALIBRATION_EPOCH = 2**20  # the plan index of the fixed, balanced order Batc
 
 @dataclass(frozen=True)
 class TrainOptions:
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 1e-3
-    patience: int = 8
+    patience: int = 15
     seed: int = 0
     balance: bool = True
     workers: int | None = None
