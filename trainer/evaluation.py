@@ -21,6 +21,7 @@ from leukedge.trainer.dataset import Cell, Dataset, scan
 from leukedge.trainer.dedup import deduplicate, duplicates_of
 from leukedge.trainer.predict import predict_files
 from leukedge.trainer.provenance import jsonable, read_split_file, split_path_for
+from leukedge.trainer.split import subject_key
 
 Progress = Callable[[str], None]
 
@@ -73,7 +74,7 @@ def select_cells(
     else:
         keep = present - train - val
     cells = [c for c in data.cells if c.file.subject in keep]
-    note["left_out_subjects"] = sorted(present - keep)
+    note["left_out_subjects"] = sorted(present - keep, key=subject_key)
     split_doc = read_split_file(split_path_for(model_path)) if model_path is not None else None
     if split_doc and subjects != "val" and not _same_folder(_training_folder(manifest), data.root):
         ref = [
@@ -227,12 +228,16 @@ def _notes(cnn: dict[str, Any], y: np.ndarray, selection: dict[str, Any]) -> lis
         if 0 < n < 5:
             notes.append(f"only {n} '{cls}' subject(s): the intervals are wide and rest on very few people")
     if selection["left_out_subjects"]:
-        notes.append("left out (used in training or validation): " + ", ".join(selection["left_out_subjects"]))
-    area = cnn.get("area", {})
-    wb = area.get("within_bin_auc", {}).get("auc")
-    if wb is not None and not np.isnan(wb):
+        why = {
+            "unseen": "used in training or validation",
+            "test": "not test subjects of this model",
+            "val": "not validation subjects of this model",
+        }.get(selection["subjects"], "")
+        notes.append(f"left out ({why}): " + ", ".join(selection["left_out_subjects"]))
+    wb = cnn.get("area", {}).get("within_bin_auc", {})
+    if wb.get("auc") is not None and not np.isnan(wb["auc"]):
         notes.append(
-            f"AUC within bins of equal cell area is {wb:.3f} (plain AUC {cnn['metrics']['roc_auc']['value']:.3f}); "
-            "near 0.5 means the model ranks cells mostly by size"
+            f"AUC within bins of equal cell area is {wb['auc']:.3f} over {wb['pairs']} same-bin (ALL, normal) pairs "
+            f"(plain AUC {cnn['metrics']['roc_auc']['value']:.3f}); near 0.5 means the model ranks cells mostly by size"
         )
     return notes

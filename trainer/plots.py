@@ -46,6 +46,7 @@ def training_curves(history: dict[str, list[float]]) -> bytes | None:
         if val:
             ax.plot(epochs[: len(val)], val, label="validation" + (" (class-balanced)" if key == "loss" else ""))
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -70,7 +71,7 @@ def roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> bytes:
     """ROC curves: name → (false-positive rate, true-positive rate, AUC)."""
     fig, ax = _figure(4.4, 4.0)
     for name, (fpr, tpr, auc) in curves.items():
-        ax.step(fpr, tpr, where="post", label=f"{name} (AUC {auc:.3f})")
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})", alpha=0.85)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     ax.set_xlabel("1 − specificity")
     ax.set_ylabel("sensitivity")
