@@ -77,7 +77,7 @@ def main() -> None:
             return make_dataset([paths[i] for i in order], labels[order], spec, batch_size=args.batch_size,
                                 augment_seeds=seeds).repeat()  # fmt: skip
 
-        s_input = input_only(dataset(), 6)
+        s_input = input_only(dataset(), 10)
         for w in (float(x) for x in args.widths.split(",")):
             tf.keras.backend.clear_session()
             model = build_vgg13(ModelConfig(width=w))
