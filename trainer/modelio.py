@@ -13,6 +13,7 @@ sees the file; Keras itself then loads in safe mode.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -158,7 +159,15 @@ def save_model(model: Any, path: str | os.PathLike[str], manifest: Manifest) -> 
     if p.suffix.lower() == ".keras":
         model.save(tmp)
     else:
-        model.save(tmp, include_optimizer=False)
+        # Keras logs a "legacy format" warning for every .h5; the format is chosen on purpose
+        # (it is what the converters and older runtimes read).
+        absl_log = logging.getLogger("absl")
+        level = absl_log.level
+        absl_log.setLevel(logging.ERROR)
+        try:
+            model.save(tmp, include_optimizer=False)
+        finally:
+            absl_log.setLevel(level)
     write_manifest(tmp, manifest)
     os.replace(tmp, p)
     return p
