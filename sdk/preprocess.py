@@ -51,6 +51,11 @@ def border_code(name: str) -> int:
     return _BORDERS[name]
 
 
+def interpolation_code(name: str) -> int:
+    """OpenCV's flag for a manifest ``interpolation`` name ("area", "linear", ...)."""
+    return _INTERPOLATIONS[name]
+
+
 def log_sharpen(image: np.ndarray, log: LogSpec) -> np.ndarray:
     """``clip(I − α·Laplacian(Gaussian(I)), 0, 255)`` of one H×W×C image, in float32.
 

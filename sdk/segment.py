@@ -21,6 +21,7 @@ import numpy as np
 
 from leukedge.images import as_rgb8
 from leukedge.manifest import CropSpec, Preprocessing
+from leukedge.preprocess import interpolation_code
 from leukedge.types import BBox, Cell
 
 
@@ -180,7 +181,9 @@ def _single_cell_region(frame: np.ndarray, p: SegmentParams) -> list[Region]:
     return [Region(BBox(x, y, w, h), mask, int(mask.sum()))]
 
 
-def crop_cell(frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int | None = None) -> np.ndarray:
+def crop_cell(
+    frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int | None = None, interpolation: str = "area"
+) -> np.ndarray:
     """The cell masked on black, centred on a square canvas of ``crop.canvas_px`` source pixels.
 
     Returns uint8 RGB of ``out_px`` (default: the canvas size at scale 1).
@@ -194,7 +197,7 @@ def crop_cell(frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int 
     canvas[oy : oy + b.h, ox : ox + b.w][region.mask] = patch[region.mask]
     size = out_px or crop.canvas_px
     if side != size:
-        canvas = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+        canvas = cv2.resize(canvas, (size, size), interpolation=interpolation_code(interpolation))
     return canvas
 
 
@@ -219,16 +222,18 @@ def segment(
     for k, r in enumerate(regions):
         crop = None
         if with_crops:
-            crop = crop_for(frame, r, crop=spec.crop, out_px=out_px, single=single)
+            crop = crop_for(frame, r, crop=spec.crop, out_px=out_px, single=single, interpolation=spec.interpolation)
         cells.append(Cell(index=k, bbox=r.bbox, area=r.area, crop=crop))
     return cells
 
 
-def crop_for(frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int, single: bool) -> np.ndarray:
+def crop_for(
+    frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int, single: bool, interpolation: str = "area"
+) -> np.ndarray:
     """The model crop of ``region``; a pre-segmented cell image is its own canvas and is only
     padded to a square (with black) and resized, exactly as training data are."""
     if not single:
-        return crop_cell(frame, region, crop=crop, out_px=out_px)
+        return crop_cell(frame, region, crop=crop, out_px=out_px, interpolation=interpolation)
     h, w = frame.shape[:2]
     if h != w:
         side = max(h, w)
@@ -237,4 +242,4 @@ def crop_for(frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int, 
         frame = sq
     if frame.shape[0] == out_px:
         return frame
-    return cv2.resize(frame, (out_px, out_px), interpolation=cv2.INTER_AREA)
+    return cv2.resize(frame, (out_px, out_px), interpolation=interpolation_code(interpolation))

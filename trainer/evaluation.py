@@ -3,7 +3,7 @@
 Only subjects the model never saw count: by default every subject the
 model's manifest lists for training or validation is left out, and with the
 split file beside the model, so are possible copies of its training cells.
-Predictions go through ``predict_files`` (runtime + classifier), so a bundle
+Predictions go through ``predict_files`` (the scoring engine of ``leukedge score``), so a bundle
 evaluates exactly as a ``.h5`` does.  ``baselines`` refits the Table I models
 on the model's own training subjects and scores them on the same cells.
 """

@@ -1,21 +1,18 @@
 """The one prediction step of evaluation: image files in, ALL probabilities out.
 
-It goes through ``leukedge.device.runtimes.open_runtime`` and
-``leukedge.device.classifier.Classifier``, so MODEL may be a Keras ``.h5``
-or a converted bundle, on any backend and precision, and the preprocessing is
-always the manifest's.  Files are read one batch at a time.
+It runs ``leukedge score``'s engine (``leukedge.device.scoring.score_images``)
+in cells mode, so the metrics of a Keras ``.h5``, FP32 ONNX, INT8 ONNX and a
+TensorRT engine all come from the code that scores slides, with the
+manifest's preprocessing.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
-from leukedge.errors import InvalidImageError
-from leukedge.trainer.dataset import load_cell
 
 
 @dataclass
@@ -33,31 +30,30 @@ def predict_files(
     backend: str = "auto",
     precision: str = "auto",
     batch_size: int = 32,
-    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = 0,
+    progress: bool = False,
 ) -> Predictions:
     """ALL probability of each single-cell image file, through the runtime the options pick.
 
-    Unreadable files get NaN and are listed in ``failed``; they never stop the run.
+    ``workers=0`` prepares images in this process; ``None`` uses one worker
+    process per core.  Unreadable files get NaN and are listed in ``failed``;
+    they never stop the run.
     """
-    from leukedge.device.classifier import Classifier
-    from leukedge.device.runtimes import ModelRef, open_runtime, resolve_model
+    from leukedge.device.scoring import score_images
 
-    ref = model if isinstance(model, ModelRef) else resolve_model(model)
+    scores = score_images(
+        files,
+        model,
+        backend=backend,
+        precision=precision,
+        batch_size=batch_size,
+        workers=workers,
+        mode="cells",
+        progress=progress,
+    )
     out = np.full(len(files), np.nan, np.float64)
-    failed: list[tuple[str, str]] = []
-    with open_runtime(ref, backend=backend, precision=precision) as runtime:
-        clf = Classifier(runtime)
-        for start in range(0, len(files), batch_size):
-            crops, where = [], []
-            for k in range(start, min(start + batch_size, len(files))):
-                try:
-                    crops.append(load_cell(files[k]))
-                    where.append(k)
-                except InvalidImageError as exc:
-                    failed.append((str(files[k]), exc.message))
-            if crops:
-                out[where] = clf.p_all(crops)
-            if progress is not None:
-                progress(min(start + batch_size, len(files)), len(files))
-        desc = runtime.describe()
-    return Predictions(out, failed, desc, ref.identity)
+    for k, f in enumerate(files):
+        cells = scores.cells.get(str(f))
+        if cells:  # cells mode: one cell per image
+            out[k] = cells[0][0]
+    return Predictions(out, scores.failed, scores.describe, scores.run["model"])

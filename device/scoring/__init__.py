@@ -9,6 +9,23 @@ backend's metrics come from one code path.
 from __future__ import annotations
 
 from leukedge.device.scoring.rows import COLUMNS
-from leukedge.device.scoring.run import LabelledScores, ScoreSummary, read_results, score_files, score_labelled
+from leukedge.device.scoring.run import (
+    ImageScores,
+    LabelledScores,
+    ScoreSummary,
+    read_results,
+    score_files,
+    score_images,
+    score_labelled,
+)
 
-__all__ = ["COLUMNS", "LabelledScores", "ScoreSummary", "read_results", "score_files", "score_labelled"]
+__all__ = [
+    "COLUMNS",
+    "ImageScores",
+    "LabelledScores",
+    "ScoreSummary",
+    "read_results",
+    "score_files",
+    "score_images",
+    "score_labelled",
+]

@@ -30,6 +30,7 @@ from leukedge.device.scoring.work import MODES, PrepareOptions, source_key
 from leukedge.errors import InvalidInputError
 from leukedge.images import FileListing, list_image_paths
 from leukedge.jsonl import JsonlWriter
+from leukedge.manifest import Manifest
 from leukedge.segment import SegmentParams
 
 ModelArg = Union[str, "os.PathLike[str]", Bundle, ModelRef, None]
@@ -242,6 +243,63 @@ class LabelledScores:
         return np.array([r["area"] for r in self.rows], dtype=np.float64)
 
 
+@dataclass
+class ImageScores:
+    """In-memory scores of image files: for each file that was read, its cells' (p_all, area).
+
+    ``cells`` maps the path as given to a list (empty when no cell was found);
+    unreadable files are in ``failed`` instead.
+    """
+
+    cells: Dict[str, List[Tuple[float, int]]]
+    modes: Dict[str, str]  # path -> mode used (cells or smear)
+    sources: Dict[str, str]  # path -> source as written in results rows
+    failed: List[Tuple[str, str]]
+    run: Dict[str, str]  # model (short hash), precision, backend
+    manifest: Manifest  # the scored model's, for its decision rule
+    describe: str = ""  # the runtime, e.g. "onnxruntime int8 (CPU)"
+
+
+def score_images(
+    files: Sequence[Union[str, os.PathLike[str]]],
+    model: ModelArg,
+    *,
+    backend: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 32,
+    workers: Optional[int] = None,
+    mode: str = "cells",
+    progress: Optional[bool] = False,
+) -> ImageScores:
+    """Score image files in memory through the same engine as ``leukedge score``.
+
+    The single prediction path behind ``score_labelled`` and ``leukedge evaluate``.
+    """
+    _check_options(mode, batch_size, workers)
+    paths = [str(f) for f in files]
+    runtime, run = _runtime_for(model, backend, precision, workers)
+    opts = PrepareOptions(mode=mode, spec=runtime.manifest.preprocessing)
+    n_workers = _default_workers(len(paths)) if workers is None else workers
+    out = ImageScores(cells={}, modes={}, sources={}, failed=[], run=run, manifest=runtime.manifest)
+    bar = Progress(len(paths), enabled=progress)
+    try:
+        with runtime if paths else _nothing():
+            for batch in iter_scored(iter_prepared(paths, opts, workers=n_workers), runtime, batch_size=batch_size):
+                for scored in batch:
+                    it = scored.item
+                    if it.error is not None:
+                        out.failed.append((it.path, it.error))
+                        continue
+                    out.cells[it.path] = [(float(p), int(c["area"])) for c, p in zip(it.cells, scored.p_all)]
+                    out.modes[it.path] = it.mode
+                    out.sources[it.path] = it.source
+                bar.update(len(batch), failed=sum(s.failed for s in batch))
+            out.describe = runtime.describe() if paths else ""
+    finally:
+        bar.close()
+    return out
+
+
 def score_labelled(
     inputs: Sequence[Union[str, os.PathLike[str]]],
     model: ModelArg,
@@ -271,35 +329,31 @@ def score_labelled(
             else f"no image files found in: {', '.join(str(i) for i in inputs)}",
             hint="name labelled cells UID_<subject>_<image>_<cell>_<all|hem>.png, as C-NMC does",
         )
-    runtime, run = _runtime_for(model, backend, precision, workers)
-    opts = PrepareOptions(mode=mode, spec=runtime.manifest.preprocessing)
-    n_workers = _default_workers(len(files)) if workers is None else workers
+    scores = score_images(
+        files,
+        model,
+        backend=backend,
+        precision=precision,
+        batch_size=batch_size,
+        workers=workers,
+        mode=mode,
+        progress=progress,
+    )
+    label_for = scores.manifest.label_for
     rows: List[Dict[str, Any]] = []
-    failed: List[Tuple[str, str]] = []
-    bar = Progress(len(files), enabled=progress)
-    try:
-        with runtime:
-            for batch in iter_scored(iter_prepared(files, opts, workers=n_workers), runtime, batch_size=batch_size):
-                for scored in batch:
-                    it = scored.item
-                    if it.error is not None:
-                        failed.append((it.path, it.error))
-                        continue
-                    cnmc = parse_cnmc_name(Path(it.path).name)
-                    assert cnmc is not None  # checked above
-                    for cell, p in zip(it.cells, scored.p_all):
-                        rows.append(
-                            {
-                                "source": it.source,
-                                "subject": cnmc.subject,
-                                "true_label": cnmc.label,
-                                "p_all": float(p),
-                                "label": runtime.manifest.label_for(float(p)),
-                                "area": int(cell["area"]),
-                                "mode": it.mode,
-                            }
-                        )
-                bar.update(len(batch), failed=sum(s.failed for s in batch))
-    finally:
-        bar.close()
-    return LabelledScores(rows=rows, failed=failed, run=run)
+    for path in map(str, files):
+        cnmc = parse_cnmc_name(Path(path).name)
+        assert cnmc is not None  # checked above
+        for p, area in scores.cells.get(path, []):
+            rows.append(
+                {
+                    "source": scores.sources[path],
+                    "subject": cnmc.subject,
+                    "true_label": cnmc.label,
+                    "p_all": p,
+                    "label": label_for(p),
+                    "area": area,
+                    "mode": scores.modes[path],
+                }
+            )
+    return LabelledScores(rows=rows, failed=scores.failed, run=scores.run)

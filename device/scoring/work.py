@@ -93,7 +93,7 @@ def _whole_image_cell(frame: np.ndarray, opts: PrepareOptions, single: bool) -> 
     region = regions[0] if regions else Region(BBox(0, 0, w, h), np.ones((h, w), bool), h * w)
     spec = opts.spec
     out_px = spec.input_height if spec.log.apply_at == "input" else spec.crop.canvas_px
-    crop = crop_for(frame, region, crop=spec.crop, out_px=out_px, single=True)
+    crop = crop_for(frame, region, crop=spec.crop, out_px=out_px, single=True, interpolation=spec.interpolation)
     return [crop], [{"cell": 0, "bbox": region.bbox.as_list(), "area": region.area}]
 
 

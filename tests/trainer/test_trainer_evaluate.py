@@ -137,3 +137,28 @@ def test_a_file_that_is_not_a_leukedge_model(tmp_path: Path, cells6: Path) -> No
     junk.write_bytes(b"\x00" * 64)
     with pytest.raises(BundleError, match="not a readable HDF5"):
         evaluate(junk, cells6)
+
+
+@pytest.mark.parametrize("interpolation", ["area", "linear"])
+def test_evaluate_predicts_through_the_scoring_engine_with_training_crops(
+    trained, cells6: Path, tmp_path: Path, interpolation: str
+) -> None:
+    """predict_files (score's engine) sees exactly the crops training saw, whatever the manifest's resize."""
+    from dataclasses import replace
+
+    from leukedge.device.classifier import Classifier
+    from leukedge.device.runtimes import open_runtime
+    from leukedge.trainer.dataset import load_cell
+    from leukedge.trainer.modelio import read_manifest, write_manifest
+    from leukedge.trainer.predict import predict_files
+
+    model = tmp_path / "model.h5"
+    model.write_bytes(Path(trained.model_path).read_bytes())
+    m = read_manifest(model)
+    write_manifest(model, replace(m, preprocessing=replace(m.preprocessing, interpolation=interpolation)))
+    files = sorted((cells6 / "all").glob("*.png"))[:4] + sorted((cells6 / "hem").glob("*.png"))[:4]
+    via_score = predict_files(files, model)
+    with open_runtime(model) as rt:
+        direct = Classifier(rt).p_all([load_cell(f) for f in files])
+    assert via_score.failed == []
+    np.testing.assert_allclose(via_score.p_all, direct, atol=1e-6)
