@@ -110,6 +110,9 @@ def quantize(
     extra = {
         "ActivationSymmetric": True,  # zero point 0: what TensorRT requires
         "WeightSymmetric": True,
+        # Biases stay float: TensorRT refuses an INT32 DequantizeLinear ("only activation types allowed"),
+        # and ONNX Runtime (>= 1.21) quantizes them itself at load time to fuse its integer kernels.
+        "QuantizeBias": False,
         "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # Dense weights are K×N: one scale per output
         "CalibPercentile": PERCENTILE,
     }
