@@ -58,10 +58,8 @@ def test_fp32_parity_limit() -> None:
 
 def _search_fakes(sensitive: dict, passes_when: set):  # type: ignore[no-untyped-def]
     """build() returns the excluded set; drift falls as sensitive layers go float; gate passes on a set."""
-    built: list = []
 
     def build(excluded):  # type: ignore[no-untyped-def]
-        built.append(tuple(excluded))
         return frozenset(excluded)
 
     def drift(handle) -> float:  # type: ignore[no-untyped-def]
@@ -71,12 +69,12 @@ def _search_fakes(sensitive: dict, passes_when: set):  # type: ignore[no-untyped
         ok = passes_when <= handle
         return {"flip_rate": 0.0 if ok else 0.05}, [] if ok else ["flips"]
 
-    return build, drift, gate, built
+    return build, drift, gate
 
 
 def test_search_keeps_the_most_sensitive_layers_in_float() -> None:
     layers = ["conv1", "conv2", "conv3", "fc1", "fc2", "predictions"]
-    build, drift, gate, built = _search_fakes({"conv1": 0.5, "predictions": 0.3, "fc1": 0.1}, {"conv1", "predictions"})
+    build, drift, gate = _search_fakes({"conv1": 0.5, "predictions": 0.3, "fc1": 0.1}, {"conv1", "predictions"})
     assert [name for name, _ in rank_layers(layers, build, drift)][:3] == ["conv1", "predictions", "fc1"]
     result = keep_in_float(layers, build, drift, gate)
     assert result.passed and result.excluded == ["conv1", "predictions"]
@@ -85,7 +83,7 @@ def test_search_keeps_the_most_sensitive_layers_in_float() -> None:
 
 def test_search_gives_up_at_half_the_layers() -> None:
     layers = ["a", "b", "c", "d"]
-    build, drift, gate, _ = _search_fakes({"a": 0.2}, {"a", "b", "c"})
+    build, drift, gate = _search_fakes({"a": 0.2}, {"a", "b", "c"})
     result = keep_in_float(layers, build, drift, gate)
     assert not result.passed and len(result.attempts) == 2
     assert "still failing with 2 of 4 layers in float" in result.reasons[-1]

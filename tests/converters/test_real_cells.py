@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,8 @@ def test_gate_runs_on_real_cells_of_unseen_subjects(cnmc_dir: Path, tmp_path_fac
     calib = _link_subjects(cnmc_dir, work / "calib", {"2", "16", "H22"}, per_class=40)
     val = _link_subjects(cnmc_dir, work / "val", {"23", "H1", "H2", "H4", "H5", "H6", "H7", "H11", "H12", "H15"}, 60)
     options = ConvertOptions(out=work / "bundle", calib_data=calib, validate=val, calib_size=64, max_excluded=1)
-    try:
+    with contextlib.suppress(GateFailedError):  # the tiny model never saw real cells: either INT8 verdict
         convert_model(trained_tiny(root), options, echo=lambda _m: None)
-    except GateFailedError:  # the tiny model never saw real cells; the INT8 verdict may go either way
-        pass
     manifest = Bundle.load(work / "bundle").manifest
     parity, prov = manifest.parity, manifest.provenance["conversion"]
     assert parity["fp32"]["passed"] and parity["fp32"]["cells"] == 78  # 60 ALL + the 18 hem cells there are
