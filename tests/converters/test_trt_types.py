@@ -10,6 +10,7 @@ stub files is committed.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -21,17 +22,23 @@ from conftest import REPO, skip_or_fail
 
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 TRT_MODULES = [REPO / "converters" / "trt_build.py", REPO / "converters" / "trt_engine.py"]
-INSTALL = "pip install --no-deps 'tensorrt-stubs==10.13.0.35.1'"
+INSTALL = "pip install --no-deps --target .typings/tensorrt-stubs 'tensorrt-stubs==10.13.0.35.1'"
 
 
 def _stub_root() -> Path:
+    """Where the stubs are: $LEUKEDGE_TRT_STUBS, the repo's ignored .typings/ (tools/test.sh puts them
+    there, outside site-packages, where an importable stub-only 'tensorrt' would pass for TensorRT),
+    or an installed tensorrt-stubs."""
+    for folder in (os.environ.get("LEUKEDGE_TRT_STUBS"), REPO / ".typings" / "tensorrt-stubs"):
+        if folder and (Path(folder) / "tensorrt" / "__init__.pyi").is_file():
+            return Path(folder)
     try:
         dist = importlib.metadata.distribution("tensorrt-stubs")
     except importlib.metadata.PackageNotFoundError:
-        skip_or_fail(f"tensorrt-stubs is not installed ({INSTALL})")
+        skip_or_fail(f"tensorrt-stubs not found ({INSTALL})")
     for f in dist.files or []:
         if f.parts[0] == "tensorrt" and f.name == "__init__.pyi":
-            return Path(dist.locate_file(f)).parents[1]
+            return Path(str(dist.locate_file(f))).parents[1]
     skip_or_fail("tensorrt-stubs is installed but holds no tensorrt/__init__.pyi")
     raise AssertionError("unreachable")
 
