@@ -129,8 +129,9 @@ def _read_calibration(
             f"--calib-data: only {len(cells)} calibration cells (per class: {cells.counts()}); "
             f"below ~{CALIB_WARN_BELOW} the INT8 activation ranges are noisy"
         )
-    if len([c for c in cells.counts() if c != "unlabelled"]) < 2:
-        warnings.append(f"--calib-data: cells of one class only ({cells.counts()}); calibration is not class-balanced")
+    labelled = [n for c, n in cells.counts().items() if c != "unlabelled"]
+    if len(labelled) < 2 or max(labelled) > 1.5 * min(labelled):
+        warnings.append(f"--calib-data: cells per class are {cells.counts()}; calibration is not class-balanced")
     return cells
 
 

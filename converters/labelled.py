@@ -105,11 +105,13 @@ def read_cells(files: Sequence[LabelledFile], source: Path) -> CellSet:
 
 
 def balanced_selection(files: Sequence[LabelledFile], size: int, *, seed: int = 0) -> List[LabelledFile]:
-    """Up to ``size`` files, the same number from each class, spread over subjects.
+    """Up to ``size`` files, as evenly over the classes as they allow, spread over subjects.
 
-    Within a class the subjects take turns (round robin, each subject's files
-    in a seeded random order), so one large donor cannot fill the set.
-    Unlabelled files are used only when no file is labelled.
+    Each class gets ``size / classes`` files; a class with fewer gives its
+    share to the others (the caller warns about the imbalance).  Within a class
+    the subjects take turns (round robin, each subject's files in a seeded
+    random order), so one large donor cannot fill the set.  Unlabelled files
+    are used only when no file is labelled.
     """
     rng = np.random.default_rng(seed)
     by_class: Dict[str, List[LabelledFile]] = defaultdict(list)
@@ -120,11 +122,15 @@ def balanced_selection(files: Sequence[LabelledFile], size: int, *, seed: int = 
         pool = list(files)
         order = rng.permutation(len(pool))
         return [pool[i] for i in order[:size]]
-    per_class = min(size // len(by_class), *(len(v) for v in by_class.values()))
-    chosen: List[LabelledFile] = []
-    for label in sorted(by_class):
-        chosen.extend(_round_robin(by_class[label], rng)[:per_class])
-    return chosen
+    queues = {label: _round_robin(by_class[label], rng) for label in sorted(by_class)}
+    quota = dict.fromkeys(queues, 0)
+    budget = min(size, sum(len(q) for q in queues.values()))
+    while budget > 0:  # one more file to each class that still has some, in turn
+        for label, queue in queues.items():
+            if budget > 0 and quota[label] < len(queue):
+                quota[label] += 1
+                budget -= 1
+    return [f for label, queue in queues.items() for f in queue[: quota[label]]]
 
 
 def _round_robin(files: Sequence[LabelledFile], rng: np.random.Generator) -> List[LabelledFile]:

@@ -116,13 +116,16 @@ def test_unreadable_calibration_images_are_skipped_and_counted(root: Path, tmp_p
     assert any("unreadable image(s) skipped" in m for m in messages)
 
 
-def test_balanced_selection_takes_classes_equally_and_rotates_subjects(tmp_path: Path) -> None:
+def test_selection_balances_classes_as_far_as_they_allow_and_rotates_subjects(tmp_path: Path) -> None:
     names = [f"all/UID_{s}_{i}_1_all.png" for s in (1, 2) for i in range(1, 41)]  # two ALL subjects, 40 each
     names += [f"hem/UID_H{s}_{i}_1_hem.png" for s in (1, 2, 3) for i in range(1, 6)]  # 15 hem cells
     files = [label_of(Path(n)) for n in names]
-    chosen = balanced_selection(files, 100)
+    chosen = balanced_selection(files, 60)
     labels = [f.label for f in chosen]
-    assert labels.count("all") == labels.count("hem") == 15
+    assert labels.count("hem") == 15 and labels.count("all") == 45  # hem has only 15: ALL takes the rest
     subjects = [f.subject for f in chosen if f.label == "all"]
-    assert subjects.count("1") in (7, 8) and subjects.count("2") in (7, 8)
-    assert balanced_selection(files, 100, seed=0) == chosen  # seeded
+    assert sorted([subjects.count("1"), subjects.count("2")]) == [22, 23]  # the subjects take turns
+    assert balanced_selection(files, 60, seed=0) == chosen  # seeded
+    assert len(balanced_selection(files, 1000)) == len(files)
+    small = balanced_selection(files, 20)
+    assert [f.label for f in small].count("all") == [f.label for f in small].count("hem") == 10
