@@ -63,11 +63,6 @@ class ConvertResult:
     warnings: List[str]
     engine: Optional[Path] = None
 
-    @property
-    def gate_passed(self) -> bool:
-        parity = self.bundle.manifest.parity
-        return parity["fp32"]["passed"] and parity.get("int8", {}).get("passed") is not False
-
 
 def score(model: Any, backend: str, precision: str, crops: Sequence[np.ndarray]) -> np.ndarray:
     """p_all of each crop through the serving path: runtime + Classifier (preprocessing included)."""
@@ -136,7 +131,7 @@ def convert_model(model_path: Path, options: ConvertOptions, *, echo: Callable[[
         work = out / ".work"
         work.mkdir(exist_ok=True)
         try:
-            bundle, calibration, parity["int8"] = _int8(plan, plan.calib, bundle, files, work, timer, echo)
+            bundle, calibration, parity["int8"] = _int8(plan, plan.calib, files, work, timer, echo)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         files = {**files, "onnx_int8": INT8_FILE, "calibration": CALIB_FILE}
@@ -164,7 +159,6 @@ def convert_model(model_path: Path, options: ConvertOptions, *, echo: Callable[[
 def _int8(
     plan: ConvertPlan,
     calib: CellSet,
-    bundle: Bundle,
     files: Dict[str, str],
     work: Path,
     timer: _Timer,
@@ -244,16 +238,14 @@ def _int8(
             found = keep_in_float(
                 weighted_nodes(prepared), build, drift, gate, max_excluded=options.max_excluded, log=echo
             )
-        if not found.passed and found.excluded:
-            candidate = build([])  # the gate failed either way: ship the plain INT8, marked as failed
-            found.metrics, found.reasons = metrics, [*reasons, *found.reasons[-1:]]
+        if found.passed:
+            candidate = found.handle
+            section.update(passed=True, metrics=found.metrics, reasons=[], excluded_nodes=found.excluded)
         else:
-            candidate = build(found.excluded) if found.excluded else candidate
+            if found.attempts:  # the file on disk has layers in float: ship the plain INT8, marked as failed
+                candidate = build([])
+            section["reasons"] = [*reasons, found.reasons[-1]]
         section.update(
-            passed=found.passed,
-            metrics=found.metrics or metrics,
-            reasons=found.reasons,
-            excluded_nodes=found.excluded if found.passed else [],
             sensitivity=[{"node": n, "mean_abs_delta_p_in_float": d} for n, d in found.ranking],
             attempts=found.attempts,
         )

@@ -131,7 +131,58 @@ def quantize(
         extra_options=extra,
         calibration_cache_path=str(cache),
     )
+    if exclude:
+        float_inputs(out, exclude)
     return out
+
+
+# Ops ONNX Runtime moves a DequantizeLinear across (its QDQ propagation), value-preserving.
+_PROPAGATING_OPS = ("MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice")
+
+
+def float_inputs(model_path: Path, nodes: Sequence[str]) -> None:
+    """Feed each of ``nodes`` float tensors, not Q/DQ copies, so that it really runs in float.
+
+    ``nodes_to_exclude`` leaves a node's weights in float but may keep a Q/DQ pair on its
+    input (shared with other consumers).  ONNX Runtime (>= 1.21) then quantizes the float
+    weights itself at load time (its WeightBiasQuantization pass, which looks for a
+    DequantizeLinear input after moving DequantizeLinear across MaxPool, Reshape,
+    Transpose, …), undoing the exclusion.  Walking up through those ops and bypassing each
+    Q/DQ pair makes ONNX Runtime and TensorRT both run the layer in float.
+    """
+    import onnx
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.name not in nodes or not node.input:
+            continue
+        consumer = node
+        while True:
+            src = producer.get(consumer.input[0])
+            if src is not None and src.op_type == "DequantizeLinear":
+                q = producer.get(src.input[0])
+                if q is None or q.op_type != "QuantizeLinear":
+                    break
+                consumer.input[0] = q.input[0]
+            elif src is not None and src.op_type in _PROPAGATING_OPS:
+                consumer = src
+            else:
+                break
+    _prune_unused(graph)
+    onnx.save_model(model, str(model_path))
+
+
+def _prune_unused(graph: Any) -> None:
+    """Drop nodes whose outputs nothing reads (Q/DQ pairs left behind by ``float_inputs``)."""
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for n in dead:
+            graph.node.remove(n)
 
 
 def calibration_summary(cache: Path, input_name: str) -> Dict[str, Any]:

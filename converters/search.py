@@ -29,6 +29,7 @@ class SearchResult:
     reasons: List[str]
     ranking: List[Tuple[str, float]] = field(default_factory=list)  # (layer, mean |Δp| with it in float)
     attempts: List[Dict[str, Any]] = field(default_factory=list)
+    handle: Any = None  # what build() returned for the passing set of layers
 
 
 def rank_layers(layers: Sequence[str], build: Build, drift: Drift) -> List[Tuple[str, float]]:
@@ -58,12 +59,13 @@ def keep_in_float(
     result = SearchResult(False, [], None, [], ranking=ranking)
     for k in range(1, limit + 1):
         excluded = [name for name, _ in ranking[:k]]
-        metrics, reasons = gate(build(excluded))
+        handle = build(excluded)
+        metrics, reasons = gate(handle)
         result.attempts.append({"excluded": excluded, "flip_rate": metrics["flip_rate"], "passed": not reasons})
         result.excluded, result.metrics, result.reasons = excluded, metrics, reasons
         log(f"  {k} layer(s) in float: flips {100 * metrics['flip_rate']:.2f}% " + ("PASS" if not reasons else "fail"))
         if not reasons:
-            result.passed = True
+            result.passed, result.handle = True, handle
             return result
     result.reasons = [*result.reasons, f"still failing with {limit} of {len(layers)} layers in float"]
     return result

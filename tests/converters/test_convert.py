@@ -137,3 +137,14 @@ def test_without_calibration_data_the_bundle_is_fp32_only(tiny_root: Path) -> No
     assert b.manifest.parity["fp32"]["passed"] and "synthetic" in b.manifest.parity["fp32"]["source"]
     assert b.manifest.parity["int8"]["passed"] is None
     assert choose_precision(resolve_model(out), "onnxruntime", "auto") == "fp32"
+
+
+def test_keras_v3_file_converts_too(tiny_root: Path, tmp_path: Path) -> None:
+    from leukedge.trainer.modelio import load_model, save_model
+
+    model, manifest = load_model(trained_tiny(tiny_root))
+    path = save_model(model, tmp_path / "tiny.keras", manifest)
+    r = CliRunner().invoke(main, ["convert", str(path), "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    b = Bundle.load(tmp_path / "b")
+    assert b.manifest.files["keras"].path == "model.keras" and b.manifest.parity["fp32"]["passed"]

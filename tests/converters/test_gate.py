@@ -117,3 +117,51 @@ def test_unrepresentative_calibration_fails_the_gate(tmp_path_factory: pytest.Te
     assert len(int8["sensitivity"]) == 4 and len(int8["attempts"]) == 2 and int8["excluded_nodes"] == []
     assert choose_precision(resolve_model(out), "onnxruntime", "auto") == "fp32"  # auto never serves it
     assert "INT8 gate (200 labelled cells" in gate_table(Bundle.load(out).manifest.parity)
+
+
+def _hostile_model(root: Path) -> Path:
+    """The tiny model with one layer INT8 cannot represent and FP32 does not notice.
+
+    Channel 0 of block2_conv1 is made dead (always 0 after ReLU); fc1 gets weights of 1000
+    on the features of that channel.  In FP32 they multiply zeros; in per-channel INT8 they
+    set every scale of fc1 so high that all its real weights round to zero.
+    """
+    from leukedge.trainer.modelio import load_model, save_model
+
+    model, manifest = load_model(trained_tiny(root))
+    conv = model.get_layer("block2_conv1")
+    kernel, bias = conv.get_weights()
+    kernel[..., 0], bias[0] = 0.0, -1.0
+    conv.set_weights([kernel, bias])
+    fc1 = model.get_layer("fc1")
+    weights, fc_bias = fc1.get_weights()
+    weights[0::16, :] = 1000.0  # Flatten is H×W×C: every 16th feature is channel 0
+    fc1.set_weights([weights, fc_bias])
+    return save_model(model, root / "hostile.h5", manifest)
+
+
+@pytest.mark.slow
+def test_a_layer_int8_cannot_represent_is_found_and_kept_in_float(tmp_path_factory) -> None:
+    import onnx
+
+    from leukedge.converters.convert import ConvertOptions, convert_model
+
+    root = tmp_path_factory.getbasetemp() / "tiny"
+    root.mkdir(exist_ok=True)
+    train, val = synthetic_sets(root)
+    options = ConvertOptions(out=root / "hostile-bundle", calib_data=train, validate=val)
+    messages: list = []
+    result = convert_model(_hostile_model(root), options, echo=messages.append)
+    int8 = result.bundle.manifest.parity["int8"]
+    assert any("INT8 fails the gate" in m for m in messages)  # plain INT8 failed first
+    assert int8["passed"] is True and len(int8["excluded_nodes"]) == 1 and "fc1" in int8["excluded_nodes"][0]
+    assert int8["sensitivity"][0]["node"] == int8["excluded_nodes"][0]  # ranked most sensitive
+    assert choose_precision(resolve_model(result.bundle.root), "onnxruntime", "auto") == "int8"
+    graph = onnx.load(str(result.bundle.path_of("onnx_int8"))).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    (fc1,) = [n for n in graph.node if n.name == int8["excluded_nodes"][0]]
+    assert fc1.input[1] in {t.name for t in graph.initializer}  # float weights
+    src = producer[fc1.input[0]]
+    while src.op_type in ("Reshape", "Transpose", "MaxPool"):  # what ONNX Runtime would move a DQ across
+        src = producer[src.input[0]]
+    assert src.op_type != "DequantizeLinear"  # so ONNX Runtime cannot re-quantize it at load time
