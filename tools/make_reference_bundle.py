@@ -20,11 +20,12 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, List, Optional, Set
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "sdk" / "models" / "reference"
 MAX_FILE = 20 * 1024 * 1024
+CALIB_ENOUGH = 300  # below this many validation cells, auto adds the training subjects
 PARTS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "heldout", "held_out")}
 
 
@@ -37,6 +38,17 @@ def split_subjects(split: dict) -> Dict[str, Set[str]]:
             if key.lower() in names or key.lower() in (f"{n}_subjects" for n in names):
                 found[part] = {str(s).upper() for s in value}
     return found
+
+
+def find_split(model: Path) -> Optional[Path]:
+    """``<model>.split.json``, else ``split.json``, else any JSON beside the model that names subjects."""
+    candidates = [model.with_suffix(".split.json"), model.parent / "split.json", *sorted(model.parent.glob("*.json"))]
+    for p in candidates:
+        if p.is_file():
+            data = json.loads(p.read_text())
+            if isinstance(data, dict) and split_subjects(data):
+                return p
+    return None
 
 
 def link_cells(data: Path, subjects: Set[str], dest: Path) -> int:
@@ -64,11 +76,16 @@ def main(argv: List[str]) -> int:
     )
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--calib-method", default="minmax")
+    ap.add_argument(
+        "--calib-from",
+        choices=["auto", "val", "val+train"],
+        default="auto",
+        help="subjects to calibrate on; auto: the validation subjects, plus the training subjects when the "
+        "validation subjects have fewer than 300 cells (calibration fits no weight, so the gate stays honest)",
+    )
     args = ap.parse_args(argv)
 
-    split_path = args.split or next(
-        (p for p in sorted(args.model.parent.glob("*.json")) if split_subjects(json.loads(p.read_text()))), None
-    )
+    split_path = args.split or find_split(args.model)
     if split_path is None:
         sys.exit(f"no split JSON naming train/val/test subjects beside {args.model}; pass --split")
     parts = split_subjects(json.loads(split_path.read_text()))
@@ -85,9 +102,20 @@ def main(argv: List[str]) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         calib, val = Path(tmp) / "calib", Path(tmp) / "gate"
-        n_calib, n_val = link_cells(args.data, parts["val"], calib), link_cells(args.data, parts["test"], val)
+        calib_subjects = set(parts["val"])
+        n_calib = link_cells(args.data, calib_subjects, calib)
+        if args.calib_from == "val+train" or (args.calib_from == "auto" and n_calib < CALIB_ENOUGH):
+            more = parts.get("train", set()) - calib_subjects
+            n_calib += link_cells(args.data, more, calib)
+            calib_subjects |= more
+            print(
+                f"calibration: adding the training subjects {sorted(more)} to the validation subjects "
+                f"(--calib-from {args.calib_from}; the validation subjects alone hold too few cells)",
+                file=sys.stderr,
+            )
+        n_val = link_cells(args.data, parts["test"], val)
         print(
-            f"calibration: {n_calib} cells of subjects {sorted(parts['val'])}; "
+            f"calibration: {n_calib} cells of subjects {sorted(calib_subjects)}; "
             f"gate: {n_val} cells of subjects {sorted(parts['test'])}",
             file=sys.stderr,
         )
