@@ -212,13 +212,18 @@ def test_ungated_int8_is_built_with_a_warning(bundle: Bundle, fake_trt) -> None:
 
 @pytest.mark.tensorrt
 def test_real_engine_builds_and_deserializes(tmp_path: Path) -> None:
-    """On a Jetson / GPU machine: a real FP16 and INT8 engine from a tiny converted bundle."""
+    """On a Jetson / GPU machine: real FP16 and INT8 engines from the packaged reference bundle."""
     import tensorrt as trt
-    from tinymodels import converted_tiny_bundle
 
-    bundle = converted_tiny_bundle(tmp_path)
+    from leukedge.bundle import REFERENCE_BUNDLE
+
+    if not (REFERENCE_BUNDLE / "manifest.json").is_file():
+        pytest.skip(f"the reference bundle is not built yet ({REFERENCE_BUNDLE})")
+    bundle = Bundle.load("reference")
     for precision in ("fp16", "int8"):
-        path = load_or_build_engine(bundle, precision, 8)
+        messages: list = []
+        path = load_or_build_engine(bundle, precision, 8, cache_dir=tmp_path, log=messages.append)
         engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
-        assert engine is not None, precision
-        assert load_or_build_engine(bundle, precision, 8) == path  # cached the second time
+        assert engine is not None, (precision, messages)
+        assert any("TensorRT engine built" in m for m in messages)
+        assert load_or_build_engine(bundle, precision, 8, cache_dir=tmp_path, log=messages.append) == path
