@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from leukedge.bundle import PRECISION_FILES, Bundle, sha256_file
+from leukedge.bundle import PRECISION_FILES, REFERENCE_BUNDLE, Bundle, sha256_file
 from leukedge.errors import BundleError, InvalidInputError, MissingDependencyError
 
 ENGINE_DIR = "engines"
@@ -171,14 +171,16 @@ def user_cache_root() -> Path:
 
 
 def engine_dir(bundle: Bundle, cache_dir: Optional[Path] = None) -> Path:
-    """Where this bundle's engines live: ``cache_dir``, else ``<bundle>/engines``, else the user cache."""
+    """Where this bundle's engines live: ``cache_dir``, else ``<bundle>/engines``, else the user cache.
+
+    The reference bundle shipped inside the package always uses the user cache.
+    """
     if cache_dir is not None:
         return _writable(Path(cache_dir)) or _unwritable(Path(cache_dir))
-    return (
-        _writable(bundle.root / ENGINE_DIR)
-        or _writable(user_cache_root() / bundle.model_hash[:16])
-        or _unwritable(user_cache_root())
-    )
+    user = user_cache_root() / bundle.model_hash[:16]
+    if bundle.root.resolve() == REFERENCE_BUNDLE.resolve():  # inside the installed package: never write there
+        return _writable(user) or _unwritable(user)
+    return _writable(bundle.root / ENGINE_DIR) or _writable(user) or _unwritable(user)
 
 
 def _writable(folder: Path) -> Optional[Path]:

@@ -150,6 +150,16 @@ def test_read_only_bundle_uses_the_user_cache(bundle: Bundle, fake_trt, monkeypa
     assert explicit.parent == tmp_path / "mine"
 
 
+def test_the_packaged_reference_bundle_never_gets_engines_written_into_it(
+    bundle, fake_trt, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setattr(trt_engine, "REFERENCE_BUNDLE", bundle.root)  # pretend this bundle is the packaged one
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    path, _ = _build(bundle)
+    assert path.parent == tmp_path / "xdg" / "leukedge" / "engines" / bundle.model_hash[:16]
+    assert not (bundle.root / "engines").exists()
+
+
 def test_timing_cache_is_saved_and_reused(bundle: Bundle, fake_trt) -> None:
     path, _ = _build(bundle, "int8")
     caches = list(path.parent.glob("timing-*.cache"))
