@@ -237,3 +237,36 @@ def test_real_engine_builds_and_deserializes(tmp_path: Path) -> None:
         assert engine is not None, (precision, messages)
         assert any("TensorRT engine built" in m for m in messages)
         assert load_or_build_engine(bundle, precision, 8, cache_dir=tmp_path, log=messages.append) == path
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_agrees_with_the_gated_onnx(tmp_path: Path, monkeypatch) -> None:
+    """On a GPU machine: TensorRT FP16 matches ONNX FP32, and TensorRT INT8 keeps ONNX INT8's labels."""
+    import numpy as np
+
+    from leukedge.bundle import REFERENCE_BUNDLE
+    from leukedge.device.runtimes import open_runtime
+    from leukedge.preprocess import preprocess
+    from leukedge.synthetic import make_cell_image
+
+    if not (REFERENCE_BUNDLE / "manifest.json").is_file():
+        pytest.skip(f"the reference bundle is not built yet ({REFERENCE_BUNDLE})")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # engines of the packaged bundle go to the user cache
+    bundle = Bundle.load("reference")
+    crops = [
+        make_cell_image(i, ("hem", "all")[i % 2], size=bundle.manifest.preprocessing.crop.canvas_px) for i in range(64)
+    ]
+    x = preprocess(crops, bundle.manifest.preprocessing)
+    p = {}
+    for backend, precision in (
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "int8"),
+        ("tensorrt", "fp16"),
+        ("tensorrt", "int8"),
+    ):
+        with open_runtime(bundle, backend=backend, precision=precision) as rt:
+            p[(backend, precision)] = rt.p_all(x)
+    assert np.abs(p[("tensorrt", "fp16")] - p[("onnxruntime", "fp32")]).max() < 0.01
+    threshold = bundle.manifest.decision.threshold
+    flips = np.mean((p[("tensorrt", "int8")] >= threshold) != (p[("onnxruntime", "int8")] >= threshold))
+    assert flips <= 0.02, f"TensorRT INT8 and ONNX Runtime INT8 disagree on {100 * flips:.1f}% of cells"
