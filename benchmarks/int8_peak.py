@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -116,17 +115,13 @@ SHAPES = {
 def _rate(path: Path, shape: list, macs: int, seconds: float) -> float:
     import onnxruntime as ort
 
+    from leukedge.device.bench import time_calls
+
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    for _ in range(2):
-        sess.run(None, {"x": x})
-    times, t_end = [], time.perf_counter() + seconds
-    while len(times) < 3 or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        sess.run(None, {"x": x})
-        times.append(time.perf_counter() - t0)
+    times = time_calls(lambda: sess.run(None, {"x": x}), seconds=seconds, warmup=0.5)
     return 2 * macs / statistics.median(times) / 1e9
 
 

@@ -10,7 +10,6 @@ reused when layers are kept in float after a failed gate.
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -187,37 +186,9 @@ def _prune_unused(graph: Any) -> None:
 
 def calibration_summary(cache: Path, input_name: str) -> Dict[str, Any]:
     """What the manifest says about the calibration ranges (the full table stays in the cache file)."""
-    cache.chmod(0o644)  # ORT writes it private; it ships in the bundle
-    ranges = _ranges(json.loads(cache.read_text(encoding="utf-8")))
-    lo_hi = ranges.get(input_name)
-    return {"tensors": len(ranges), "input_range": [float(v) for v in lo_hi] if lo_hi else None}
-
-
-def _ranges(data: Any) -> Dict[str, tuple]:
-    """Tensor name → (low, high) from ORT's calibration cache JSON, whatever its nesting."""
-    table = data.get("data", data) if isinstance(data, dict) else {}
-    out = {}
-    for name, entry in table.items() if isinstance(table, dict) else []:
-        rng = _find_range(entry)
-        if rng is not None:
-            out[name] = rng
-    return out
-
-
-def _find_range(entry: Any) -> Optional[tuple]:
-    if isinstance(entry, dict):
-        for key in ("range_value", "lowest_highest"):
-            if key in entry:
-                return _find_range(entry[key])
-        if "lowest" in entry and "highest" in entry:
-            return float(np.ravel(_array(entry["lowest"]))[0]), float(np.ravel(_array(entry["highest"]))[0])
-        return None
-    if isinstance(entry, (list, tuple)) and len(entry) == 2:
-        return float(np.ravel(_array(entry[0]))[0]), float(np.ravel(_array(entry[1]))[0])
-    return None
-
-
-def _array(v: Any) -> np.ndarray:
-    if isinstance(v, dict) and "data" in v:
-        return np.asarray(v["data"], dtype=np.float64)
-    return np.asarray(v, dtype=np.float64)
+    q = _quantization()
+    cache.chmod(0o644)  # ONNX Runtime writes it private; it ships in the bundle
+    tensors = q.load_tensors_data(str(cache)).data
+    entry = tensors.get(input_name)
+    low_high = [float(np.ravel(v)[0]) for v in entry.range_value] if entry is not None else None
+    return {"tensors": len(tensors), "input_range": low_high}

@@ -105,12 +105,13 @@ def build_serialized_engine(
     precision: str,
     input_name: str,
     shapes: Sequence[Tuple[int, ...]],
-    timing_cache: Path,
+    timing_cache: bytes,
     workspace_bytes: int,
     progress: bool,
     log: Log,
-) -> bytes:
-    """Parse ``onnx_path``, build with the (min, opt, max) input ``shapes``, return the engine bytes."""
+) -> Tuple[bytes, bytes]:
+    """Parse ``onnx_path`` and build with the (min, opt, max) input ``shapes``, starting from the
+    serialized ``timing_cache`` (may be empty); returns (engine, updated timing cache)."""
     import tensorrt as trt
 
     major = trt_major(trt.__version__)
@@ -135,9 +136,9 @@ def build_serialized_engine(
     lo, opt, hi = (trt.Dims(list(s)) for s in shapes)
     profile.set_shape(input_name, lo, opt, hi)
     config.add_optimization_profile(profile)
-    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+    cache = config.create_timing_cache(timing_cache)
     if not config.set_timing_cache(cache, ignore_mismatch=False):
-        log(f"TensorRT: timing cache {timing_cache} does not fit this TensorRT/GPU; starting a new one")
+        log("TensorRT: the saved timing cache does not fit this TensorRT/GPU; starting a new one")
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     if progress and major >= 10:
         config.progress_monitor = make_progress_monitor(log)
@@ -152,8 +153,7 @@ def build_serialized_engine(
             f"TensorRT {trt.__version__} failed to build a {precision} engine from {onnx_path}; its log above says why",
             hint="try --precision fp16, a smaller --max-batch, or more workspace",
         )
-    _save_timing_cache(config.get_timing_cache(), timing_cache)
-    return bytes(memoryview(serialized))
+    return bytes(memoryview(serialized)), bytes(memoryview(config.get_timing_cache().serialize()))
 
 
 def _set_precision(builder: trt.Builder, config: trt.IBuilderConfig, precision: str, log: Log) -> None:
@@ -169,10 +169,3 @@ def _set_precision(builder: trt.Builder, config: trt.IBuilderConfig, precision: 
         if not builder.platform_has_fast_int8:
             log("TensorRT: this GPU has no fast INT8; the engine may be slow")
         config.set_flag(trt.BuilderFlag.INT8)
-
-
-def _save_timing_cache(cache: trt.ITimingCache, path: Path) -> None:
-    data = bytes(memoryview(cache.serialize()))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

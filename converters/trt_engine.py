@@ -256,25 +256,27 @@ def load_or_build_engine(
         return engine
     if engine.exists() or key_file.exists():
         say(f"TensorRT engine {engine} cannot be used: {why}; rebuilding")
+    from leukedge.converters.onnx_export import input_shape
     from leukedge.converters.trt_build import build_serialized_engine
 
-    p = bundle.manifest.preprocessing
-    sample = (p.input_height, p.input_width, 3) if p.layout == "NHWC" else (3, p.input_height, p.input_width)
+    sample = input_shape(bundle.manifest)
     say(
         f"Building TensorRT {precision} engine for batch {key.min_batch}..{key.max_batch} on {key.gpu} "
         f"(TensorRT {key.tensorrt}); this takes minutes once, then it is cached in {folder}"
     )
+    timing = folder / f"timing-{_timing_tag(key)}.cache"
     t0 = time.perf_counter()
-    data = build_serialized_engine(
+    data, timing_data = build_serialized_engine(
         onnx_for(bundle, precision),
         precision=precision,
         input_name=bundle.manifest.input_name,
         shapes=tuple((b, *sample) for b in (key.min_batch, key.opt_batch, key.max_batch)),
-        timing_cache=folder / f"timing-{_timing_tag(key)}.cache",
+        timing_cache=timing.read_bytes() if timing.is_file() else b"",
         workspace_bytes=workspace_mb << 20,
         progress=progress,
         log=say,
     )
+    _write_atomic(timing, timing_data)
     seconds = time.perf_counter() - t0
     _write_atomic(engine, data)
     record = {
