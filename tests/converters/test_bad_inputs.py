@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from tinymodels import build, synthetic_sets, tiny_manifest, trained_tiny
 
 from leukedge.cli import main
 from leukedge.converters.labelled import balanced_selection, label_of
 from leukedge.synthetic import write_cell_dataset
+from tests.converters.tinymodels import build, synthetic_sets, tiny_manifest, trained_tiny
 
 
 @pytest.fixture(scope="module")

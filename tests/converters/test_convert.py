@@ -10,13 +10,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
-from tinymodels import SIZE, converted_tiny_bundle, synthetic_sets, trained_tiny
 
 from leukedge.bundle import Bundle, sha256_file
 from leukedge.cli import main
 from leukedge.device.runtimes import choose_precision, open_runtime, resolve_model
 from leukedge.preprocess import preprocess
 from leukedge.synthetic import make_cell_image
+from tests.converters.tinymodels import SIZE, converted_tiny_bundle, synthetic_sets, trained_tiny
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from tinymodels import synthetic_sets, trained_tiny
 
 from leukedge.bundle import Bundle
 from leukedge.cli import main
@@ -16,6 +15,7 @@ from leukedge.converters.gate import GateThresholds, auc, compare, fp32_parity, 
 from leukedge.converters.search import keep_in_float, rank_layers
 from leukedge.device.runtimes import choose_precision, resolve_model
 from leukedge.images import read_image
+from tests.converters.tinymodels import synthetic_sets, trained_tiny
 
 
 def test_auc_matches_the_pairwise_definition(rng: np.random.Generator) -> None:

@@ -6,12 +6,12 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from tinymodels import trained_tiny
 
 from leukedge.bundle import Bundle
 from leukedge.cnmc import parse_cnmc_name
 from leukedge.converters.convert import ConvertOptions, convert_model
 from leukedge.errors import GateFailedError
+from tests.converters.tinymodels import trained_tiny
 
 
 def _link_subjects(cnmc: Path, dest: Path, subjects: set, per_class: int) -> Path:

@@ -11,13 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fake_tensorrt import make_fake_tensorrt
 
 from leukedge.bundle import Bundle, write_bundle
 from leukedge.converters import trt_engine
 from leukedge.converters.trt_engine import engine_key, load_or_build_engine
 from leukedge.errors import BundleError, HardwareUnavailableError, InvalidInputError, MissingDependencyError
 from leukedge.manifest import Manifest, Preprocessing
+from tests.converters.fake_tensorrt import make_fake_tensorrt
 
 GPU = "NVIDIA Orin (sm_87)"
 

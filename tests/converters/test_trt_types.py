@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, skip_or_fail
+
+from tests.conftest import REPO, skip_or_fail
 
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 TRT_MODULES = [REPO / "converters" / "trt_build.py", REPO / "converters" / "trt_engine.py"]
