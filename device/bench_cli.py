@@ -21,6 +21,9 @@ import click
 @click.option("--seconds", default=3.0, show_default=True, help="Timed seconds per row, after warm-up.")
 @click.option("--warmup", default=1.0, show_default=True, help="Warm-up seconds per row.")
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads [all cores].")
+@click.option(
+    "--repeat", default=1, show_default=True, help="Timed windows per row; the fastest is kept (busy machines)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 def bench(
     model: str,
@@ -29,6 +32,7 @@ def bench(
     seconds: float,
     warmup: float,
     threads: Optional[int],
+    repeat: int,
     as_json: bool,
 ) -> None:
     """Measure classifier throughput (cells/s) for every backend and precision usable here.
@@ -46,6 +50,7 @@ def bench(
         seconds=seconds,
         warmup=warmup,
         threads=threads,
+        repeat=repeat,
         log=lambda msg: click.echo(msg, err=True),
     )
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_table(report))

@@ -72,11 +72,14 @@ def test_cli_json_and_backend_filter(bundle: Bundle) -> None:
         ("onnxruntime", "int8", 4),
     ]
     assert data["model"]["hash"] == bundle.short_hash and data["settings"]["batch_sizes"] == [4]
+    assert data["settings"]["repeat"] == 2
 
 
 def test_bad_requests_are_clear(bundle: Bundle, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="--batch-size"):
         run_bench(bundle.root, batch_sizes=[0])
+    with pytest.raises(InvalidInputError, match="--repeat"):
+        run_bench(bundle.root, repeat=0)
     with pytest.raises(HardwareUnavailableError, match="tensorrt fp16: TensorRT is not installed"):
         run_bench(bundle.root, backends=["tensorrt"])
     r = CliRunner().invoke(main, ["bench", "--model", str(tmp_path / "nowhere")])
