@@ -62,6 +62,8 @@ def test_cli_json_and_backend_filter(bundle: Bundle) -> None:
         "4",
         "--seconds",
         "0.05",
+        "--repeat",
+        "2",
         "--json",
     ]
     r = CliRunner().invoke(main, args)
