@@ -101,7 +101,9 @@ def main(argv: List[str]) -> int:
     from leukedge.errors import LeukedgeError
 
     with tempfile.TemporaryDirectory() as tmp:
-        calib, val = Path(tmp) / "calib", Path(tmp) / "gate"
+        # The folder names are what the manifest records as the data's origin.
+        calib = Path(tmp) / f"{args.data.name}-calibration-subjects"
+        val = Path(tmp) / f"{args.data.name}-test-subjects"
         calib_subjects = set(parts["val"])
         n_calib = link_cells(args.data, calib_subjects, calib)
         if args.calib_from == "val+train" or (args.calib_from == "auto" and n_calib < CALIB_ENOUGH):
