@@ -188,7 +188,7 @@ def _int8(
         "batch": CALIB_BATCH,
         "images": len(calib),
         "per_class": calib.counts(),
-        "selection": f"class-balanced, round robin over subjects, seed {options.seed}",
+        "selection": f"as even over the classes as they allow, subjects in turn, seed {options.seed}",
         "preprocessing": "leukedge.preprocess.preprocess with this manifest's preprocessing",
         "statistics": CALIB_FILE,
         **calibration_summary(cache, manifest.input_name),

@@ -49,6 +49,7 @@ def export_onnx(model: Any, manifest: Manifest, out: Path, *, opset: int = OPSET
     except Exception as exc:  # tf2onnx raises many types for unsupported graphs
         raise BundleError(f"tf2onnx could not convert the model ({type(exc).__name__}: {exc})") from exc
     _name_io(proto, manifest)
+    _canonical_constants(proto)
     onnx.checker.check_model(proto)
     tmp = out.with_suffix(".tmp")
     onnx.save_model(proto, str(tmp))
@@ -71,3 +72,24 @@ def _name_io(proto: Any, manifest: Manifest) -> None:
     graph.output[0].name = manifest.output_name
     for value in (graph.input[0], graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+
+
+def _canonical_constants(proto: Any) -> None:
+    """Name tf2onnx's folded constants by first use, drop unused ones and sort the initializers, so that the same model
+    always exports to the same bytes (tf2onnx picks among equal constants in hash-seed order); the
+    ONNX hash names the model in results files and TensorRT engine keys."""
+    graph = proto.graph
+    generated = {t.name for t in graph.initializer if t.name.startswith("const_")}
+    renames: dict = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in generated and name not in renames:
+                renames[name] = f"const_{len(renames)}"
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+    used = {n for node in graph.node for n in node.input}
+    for t in graph.initializer:
+        t.name = renames.get(t.name, t.name)
+    ordered = sorted((t for t in graph.initializer if t.name in used), key=lambda t: t.name)
+    del graph.initializer[:]
+    graph.initializer.extend(ordered)

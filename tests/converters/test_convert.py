@@ -148,3 +148,27 @@ def test_keras_v3_file_converts_too(tiny_root: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     b = Bundle.load(tmp_path / "b")
     assert b.manifest.files["keras"].path == "model.keras" and b.manifest.parity["fp32"]["passed"]
+
+
+def test_export_names_folded_constants_by_use_so_bytes_repeat() -> None:
+    """tf2onnx picks among equal constants in hash-seed order; the export renames them canonically."""
+    from onnx import TensorProto, helper
+
+    from leukedge.converters.onnx_export import _canonical_constants
+
+    def graph(first: str, second: str) -> bytes:
+        inits = [numpy_helper.from_array(np.array([0], np.int64), n) for n in (second, first)]
+        node = helper.make_node("Slice", ["x", first, "ends", first], ["y"])
+        ends = numpy_helper.from_array(np.array([2], np.int64), "ends")
+        g = helper.make_graph(
+            [node],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+            [*inits, ends],
+        )
+        model = helper.make_model(g)
+        _canonical_constants(model)
+        return model.SerializeToString()
+
+    assert graph("const_axes__72", "const_fold__9") == graph("const_starts__67", "const_fold__3")
