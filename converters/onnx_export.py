@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 from leukedge.errors import BundleError
 from leukedge.manifest import Manifest
@@ -49,7 +50,7 @@ def export_onnx(model: Any, manifest: Manifest, out: Path, *, opset: int = OPSET
     except Exception as exc:  # tf2onnx raises many types for unsupported graphs
         raise BundleError(f"tf2onnx could not convert the model ({type(exc).__name__}: {exc})") from exc
     _name_io(proto, manifest)
-    _canonical_constants(proto)
+    _canonical_names(proto)
     onnx.checker.check_model(proto)
     tmp = out.with_suffix(".tmp")
     onnx.save_model(proto, str(tmp))
@@ -74,22 +75,42 @@ def _name_io(proto: Any, manifest: Manifest) -> None:
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
 
 
-def _canonical_constants(proto: Any) -> None:
-    """Name tf2onnx's folded constants by first use, drop unused ones and sort the initializers, so that the same model
-    always exports to the same bytes (tf2onnx picks among equal constants in hash-seed order); the
-    ONNX hash names the model in results files and TensorRT engine keys."""
+_COUNTED = re.compile(r"^(?P<stem>.*?)__\d+(?P<tail>(:\d+)?)$")  # tf2onnx's "Transpose__80:0", "const_starts__67"
+
+
+def _canonical_names(proto: Any) -> None:
+    """Make the export repeatable: the same model gives the same bytes, so its hash names it.
+
+    tf2onnx numbers the names it makes from a global counter and picks among equal folded
+    constants in hash-seed order, so two exports of one model differ in names only.  Here every
+    counted name (``X__<n>``) and every folded constant (``const_*``) is renamed by order of first
+    appearance, unused initializers are dropped and the initializers are sorted.  The Keras layer
+    names (``block1_conv1`` …) are kept.
+    """
     graph = proto.graph
-    generated = {t.name for t in graph.initializer if t.name.startswith("const_")}
-    renames: dict = {}
+    keep = {v.name for v in (*graph.input, *graph.output)}
+    renames: Dict[str, str] = {}
+
+    def canonical(name: str) -> str:
+        if name in keep or name in renames:
+            return renames.get(name, name)
+        m = _COUNTED.match(name)
+        if name.startswith("const_") or m:
+            stem = "const" if name.startswith("const_") else m.group("stem")  # type: ignore[union-attr]
+            tail = m.group("tail") if m and not name.startswith("const_") else ""
+            renames[name] = f"{stem}__c{len(renames)}{tail}"
+            return renames[name]
+        return name
+
     for node in graph.node:
-        for name in node.input:
-            if name in generated and name not in renames:
-                renames[name] = f"const_{len(renames)}"
-    for node in graph.node:
-        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.input[:] = [canonical(n) if n else n for n in node.input]
+        node.output[:] = [canonical(n) for n in node.output]
+        node.name = canonical(node.name)
     used = {n for node in graph.node for n in node.input}
     for t in graph.initializer:
         t.name = renames.get(t.name, t.name)
     ordered = sorted((t for t in graph.initializer if t.name in used), key=lambda t: t.name)
     del graph.initializer[:]
     graph.initializer.extend(ordered)
+    for v in graph.value_info:
+        v.name = renames.get(v.name, v.name)

@@ -10,6 +10,7 @@ reused when layers are kept in float after a failed gate.
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -115,6 +116,7 @@ def quantize(
         "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # Dense weights are K×N: one scale per output
         "CalibPercentile": PERCENTILE,
     }
+    fresh = not cache.is_file()
     q.quantize_static(
         str(prepared),
         str(out),
@@ -130,6 +132,8 @@ def quantize(
         extra_options=extra,
         calibration_cache_path=str(cache),
     )
+    if fresh:  # ORT writes tensors in set order; sorted, the same ranges give the same file
+        cache.write_text(json.dumps(json.loads(cache.read_text(encoding="utf-8")), sort_keys=True), encoding="utf-8")
     if exclude:
         float_inputs(out, exclude)
     return out

@@ -154,11 +154,11 @@ def test_export_names_folded_constants_by_use_so_bytes_repeat() -> None:
     """tf2onnx picks among equal constants in hash-seed order; the export renames them canonically."""
     from onnx import TensorProto, helper
 
-    from leukedge.converters.onnx_export import _canonical_constants
+    from leukedge.converters.onnx_export import _canonical_names
 
     def graph(first: str, second: str) -> bytes:
         inits = [numpy_helper.from_array(np.array([0], np.int64), n) for n in (second, first)]
-        node = helper.make_node("Slice", ["x", first, "ends", first], ["y"])
+        node = helper.make_node("Slice", ["x", first, "ends", first], ["y"], name=second.replace("const", "Slice"))
         ends = numpy_helper.from_array(np.array([2], np.int64), "ends")
         g = helper.make_graph(
             [node],
@@ -168,7 +168,7 @@ def test_export_names_folded_constants_by_use_so_bytes_repeat() -> None:
             [*inits, ends],
         )
         model = helper.make_model(g)
-        _canonical_constants(model)
+        _canonical_names(model)
         return model.SerializeToString()
 
     assert graph("const_axes__72", "const_fold__9") == graph("const_starts__67", "const_fold__3")
