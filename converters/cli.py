@@ -87,7 +87,9 @@ def convert(
     try:
         result = convert_model(model, options, echo=echo)
     except GateFailedError as err:
-        root = options.out or model.with_name(model.stem + "-bundle")
+        from leukedge.converters.inputs import default_out
+
+        root = options.out or default_out(model)
         _print_gate(root)
         raise err
     click.echo(gate_table(result.bundle.manifest.parity))

@@ -51,7 +51,7 @@ def plan_inputs(model: Path, options: ConvertOptions, *, echo: Callable[[str], N
     manifest = read_manifest(model)  # not a leukedge model, corrupt, truncated: clear errors, no TensorFlow
     check_layers(model)  # a Lambda or custom layer is refused before anything loads it
     _check_options(options)
-    out = options.out or model.with_name(model.stem + "-bundle")
+    out = options.out or default_out(model)
     _check_out(out, model)
     warnings: List[str] = []
     calib = _read_calibration(options.calib_data, options, warnings, echo) if options.calib_data is not None else None
@@ -78,6 +78,11 @@ def plan_inputs(model: Path, options: ConvertOptions, *, echo: Callable[[str], N
         validate=validate,
         warnings=warnings,
     )
+
+
+def default_out(model: Path) -> Path:
+    """The bundle folder when ``--out`` is not given: beside the model, named after it."""
+    return model.with_name(model.stem + "-bundle")
 
 
 def _check_options(options: ConvertOptions) -> None:
