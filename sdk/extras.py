@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -54,6 +55,10 @@ def has(name: str) -> bool:
     imports as an empty namespace package; that does not count.
     """
     dep = DEPENDENCIES[name]
+    loaded = sys.modules.get(dep.module)
+    if loaded is not None:  # already imported (or put there by a test's fake): code unless a bare namespace
+        spec = getattr(loaded, "__spec__", None)
+        return spec is None or spec.origin is not None
     try:
         spec = importlib.util.find_spec(dep.module)
     except (ImportError, ValueError):  # a parent package missing, or a broken install
