@@ -54,6 +54,10 @@ if ! "$GPU_DIR/venv/bin/python" -c "" 2>/dev/null; then  # absent, or carried fr
     || { fail "cannot create a virtual environment with $PY"; exit 2; }
 fi
 VPY=$GPU_DIR/venv/bin/python
+# A venv does not see user-site packages (pip install --user), where some machines keep numpy and
+# OpenCV: list every site folder of the base Python in a .pth, after the venv's own.
+"$PY" -c "import site, sys; print('\n'.join(p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))))" \
+  >"$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_base_python.pth"
 pipi() {  # pip install into the venv, with the venv's pip or the system's (pip --python)
   if "$VPY" -m pip --version >/dev/null 2>&1; then "$VPY" -m pip install -q "$@"; else $PY -m pip --python "$VPY" install -q "$@"; fi
 }
