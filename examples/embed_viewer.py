@@ -92,7 +92,7 @@ def main(argv: Optional[list] = None) -> int:
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
 
-    results: "queue.Queue[FrameResult]" = queue.Queue()
+    results: queue.Queue[FrameResult] = queue.Queue()
     tally: Dict[str, int] = {}
     shown: Dict[int, np.ndarray] = {}  # frames submitted, waiting for their results
 
@@ -151,8 +151,10 @@ def main(argv: Optional[list] = None) -> int:
     if log is not None:
         log.close()
     st = screener.stats()
-    print(f"drew {drawn} frame(s); screened {st.frames}, {st.cells} cell(s): "
-          + ", ".join(f"{n} {k}" for k, n in sorted(tally.items())))
+    print(
+        f"drew {drawn} frame(s); screened {st.frames}, {st.cells} cell(s): "
+        + ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+    )
     return 0
 
 

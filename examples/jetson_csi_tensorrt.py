@@ -86,8 +86,12 @@ def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", default=SOURCE, help=f"camera URI (default {SOURCE})")
     ap.add_argument("--model", default="reference", help="bundle folder, or 'reference' (the packaged model)")
-    ap.add_argument("--precision", choices=("auto", "fp16", "int8", "fp32"), default="auto",
-                    help="auto: INT8 if the bundle's INT8 model passed its acceptance gate, else FP16")
+    ap.add_argument(
+        "--precision",
+        choices=("auto", "fp16", "int8", "fp32"),
+        default="auto",
+        help="auto: INT8 if the bundle's INT8 model passed its acceptance gate, else FP16",
+    )
     ap.add_argument("--max-batch", type=int, default=32, help="largest batch of cells per inference")
     ap.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     ap.add_argument("--out", help="per-cell results file (.jsonl)")
@@ -101,25 +105,41 @@ def main(argv: Optional[list] = None) -> int:
         missing = missing_pieces(config["ref"])
         for what, why, fix in missing:
             print(f"missing: {what}: {why}" + (f"\n         fix: {fix}" if fix else ""))
-        print("dry run: configuration valid; " + (f"{len(missing)} thing(s) missing on this machine (above)"
-                                                   if missing else "this machine has everything it needs"))
+        print(
+            "dry run: configuration valid; "
+            + (
+                f"{len(missing)} thing(s) missing on this machine (above)"
+                if missing
+                else "this machine has everything it needs"
+            )
+        )
         return 0
 
     from leukedge.device.screener import Screener
     from leukedge.device.session import run_session
     from leukedge.device.status import StatusPrinter
 
-    screener = Screener(config["ref"], args.source, backend="tensorrt", precision=config["precision"],
-                        preprocess="cuda", max_batch=args.max_batch, runtime_options={"max_batch": args.max_batch},
-                        duration=args.duration, out=args.out)
+    screener = Screener(
+        config["ref"],
+        args.source,
+        backend="tensorrt",
+        precision=config["precision"],
+        preprocess="cuda",
+        max_batch=args.max_batch,
+        runtime_options={"max_batch": args.max_batch},
+        duration=args.duration,
+        out=args.out,
+    )
     screener.open()  # builds (first time) or loads the engine, opens the camera: errors surface here
     print(f"   running: {screener.describe()['runtime']}; Ctrl-C stops", file=sys.stderr)
     printer = StatusPrinter()
     summary = run_session(screener, on_status=printer)
     printer.finish(summary.stats)
     s = summary.stats
-    print(f"screened {s.frames} frame(s), {s.cells} cell(s), {s.n_all} ALL; {s.mean_fps:.1f} frames/s, "
-          f"latency p50 {s.latency_p50_ms} ms, {s.dropped} stale frame(s) dropped")
+    print(
+        f"screened {s.frames} frame(s), {s.cells} cell(s), {s.n_all} ALL; {s.mean_fps:.1f} frames/s, "
+        f"latency p50 {s.latency_p50_ms} ms, {s.dropped} stale frame(s) dropped"
+    )
     return 0
 
 

@@ -76,20 +76,34 @@ class FleetTally:
                 d["last_seen"] = max(d["last_seen"] or 0.0, float(msg["t_result"]))
 
     def table(self) -> str:
-        lines = [f"{'device':<12}{'status':>8}{'frames':>8}{'cells':>7}{'ALL':>6}{'ALL %':>8}  {'last seen':<10}summary"]
+        lines = [
+            f"{'device':<12}{'status':>8}{'frames':>8}{'cells':>7}{'ALL':>6}{'ALL %':>8}  {'last seen':<10}summary"
+        ]
         with self.lock:
             for name, d in sorted(self.devices.items()):
                 share = f"{100.0 * d['all'] / d['cells']:.1f}" if d["cells"] else "-"
                 seen = time.strftime("%H:%M:%S", time.localtime(d["last_seen"])) if d["last_seen"] else "-"
                 s = d["summary"]
-                agree = "-" if s is None else ("agrees" if (s["frames"], s["cells"], s["all"]) == (d["frames"], d["cells"], d["all"]) else f"device says {s['cells']} cells, {s['all']} ALL")
-                lines.append(f"{name:<12}{d['status']:>8}{d['frames']:>8}{d['cells']:>7}{d['all']:>6}{share:>8}  {seen:<10}{agree}")
+                agree = (
+                    "-"
+                    if s is None
+                    else (
+                        "agrees"
+                        if (s["frames"], s["cells"], s["all"]) == (d["frames"], d["cells"], d["all"])
+                        else f"device says {s['cells']} cells, {s['all']} ALL"
+                    )
+                )
+                lines.append(
+                    f"{name:<12}{d['status']:>8}{d['frames']:>8}{d['cells']:>7}{d['all']:>6}{share:>8}  {seen:<10}{agree}"
+                )
         return "\n".join(lines)
 
 
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--broker", default="mqtt://localhost:1883", help="mqtt://host[:port] (plain; see MqttSink for TLS)")
+    ap.add_argument(
+        "--broker", default="mqtt://localhost:1883", help="mqtt://host[:port] (plain; see MqttSink for TLS)"
+    )
     ap.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: no limit)")
     ap.add_argument("--idle", type=float, default=0, help="stop this many seconds after the last message (0: never)")
     ap.add_argument("--json", metavar="FILE", help="write the per-device aggregates to FILE")
@@ -100,8 +114,12 @@ def main(argv: Optional[list] = None) -> int:
     _tls, host, port = parse_mqtt_url(args.broker)
     tally = FleetTally()
     subscribed = threading.Event()
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"leukedge-aggregate-{time.time_ns() % 10**9}")
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe([(f"leukedge/+/{leaf}", 1) for leaf in ("cells", "summary", "status")])
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"leukedge-aggregate-{time.time_ns() % 10**9}"
+    )
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+        [(f"leukedge/+/{leaf}", 1) for leaf in ("cells", "summary", "status")]
+    )
     client.on_subscribe = lambda *a: subscribed.set()
     client.on_message = lambda c, u, msg: tally.add(msg.topic, msg.payload)
     client.connect(host, port)

@@ -40,7 +40,9 @@ def run_device(ref: Any, device_id: str, seed: int, frames: int, broker: str, re
     from leukedge.sinks.mqtt import MqttSettings, MqttSink, check_device_id, parse_mqtt_url
 
     tls, host, port = parse_mqtt_url(broker)
-    sink = MqttSink(MqttSettings(host=host, port=port, tls=tls, device_id=check_device_id(device_id)), model=ref.identity)
+    sink = MqttSink(
+        MqttSettings(host=host, port=port, tls=tls, device_id=check_device_id(device_id)), model=ref.identity
+    )
     mine = report[device_id] = {"frames": 0, "cells": 0, "all": 0}
 
     def count(result: FrameResult) -> None:  # what this device screened, counted apart from MQTT
@@ -94,7 +96,9 @@ def main(argv: Optional[list] = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
-    undelivered = [d for d, r in report.items() if r["mqtt"]["dropped"] or r["mqtt"]["buffered"] or r["mqtt"]["unacked"]]
+    undelivered = [
+        d for d, r in report.items() if r["mqtt"]["dropped"] or r["mqtt"]["buffered"] or r["mqtt"]["unacked"]
+    ]
     if undelivered:
         print(f"not every frame reached the broker from: {', '.join(sorted(undelivered))}", file=sys.stderr)
         return 1

@@ -44,16 +44,20 @@ def check_int8_gate(ref: Any, allow_ungated: bool) -> str:
     from leukedge.errors import BundleError
 
     if ref.bundle is None or not ref.bundle.has("onnx_int8"):
-        raise BundleError(f"{ref.bundle.root if ref.bundle else ref.keras_path}: the bundle has no INT8 model",
-                          hint="make one with: leukedge convert model.h5 --calib-data CELLS --validate HELD_OUT_CELLS")
+        raise BundleError(
+            f"{ref.bundle.root if ref.bundle else ref.keras_path}: the bundle has no INT8 model",
+            hint="make one with: leukedge convert model.h5 --calib-data CELLS --validate HELD_OUT_CELLS",
+        )
     gate = ref.manifest.parity.get("int8", {}) if isinstance(ref.manifest.parity, dict) else {}
     if gate.get("passed") is True:
         m = gate.get("metrics", {})
         return f"passed on {m.get('cells', '?')} cells ({m.get('flips', '?')} label flips)"
     why = "; ".join(gate.get("reasons", [])) or "no gate result in the manifest"
     if not allow_ungated:
-        raise BundleError(f"the bundle's INT8 model did not pass its acceptance gate: {why}",
-                          hint="re-run leukedge convert with --validate, or pass --allow-ungated to use it anyway")
+        raise BundleError(
+            f"the bundle's INT8 model did not pass its acceptance gate: {why}",
+            hint="re-run leukedge convert with --validate, or pass --allow-ungated to use it anyway",
+        )
     return f"NOT passed ({why}); used because of --allow-ungated"
 
 
@@ -94,22 +98,34 @@ def main(argv: Optional[list] = None) -> int:
     runtime = open_runtime(ref, backend=SETTINGS["backend"], precision=SETTINGS["precision"])  # unopened
     print(f"     model: {ref.manifest.name} ({ref.identity}); INT8 gate {gate}")
     print(f"    source: {source.uri}")
-    print(f"   backend: {runtime.name} {runtime.precision}, preprocess {SETTINGS['preprocess']}, {SETTINGS['workers']} segment threads")
+    print(
+        f"   backend: {runtime.name} {runtime.precision}, preprocess {SETTINGS['preprocess']}, {SETTINGS['workers']} segment threads"
+    )
     if not args.dry_run:
         s = screen(ref, args.source, duration=args.duration, out=args.out).stats
-        print(f"screened {s.frames} frame(s), {s.cells} cell(s), {s.n_all} ALL; {s.mean_fps:.1f} frames/s, "
-              f"latency p50 {s.latency_p50_ms} ms, {s.dropped} stale frame(s) dropped")
+        print(
+            f"screened {s.frames} frame(s), {s.cells} cell(s), {s.n_all} ALL; {s.mean_fps:.1f} frames/s, "
+            f"latency p50 {s.latency_p50_ms} ms, {s.dropped} stale frame(s) dropped"
+        )
         return 0
 
     missing = missing_pieces()
     for what, why, fix in missing:
         print(f"missing: {what}: {why}" + (f"\n         fix: {fix}" if fix else ""))
     if args.check_frames > 0:
-        synthetic = f"synthetic://?frames={args.check_frames}&width=1280&height=960&cells=8&pool={min(4, args.check_frames)}"
+        synthetic = (
+            f"synthetic://?frames={args.check_frames}&width=1280&height=960&cells=8&pool={min(4, args.check_frames)}"
+        )
         s = screen(ref, synthetic, out=args.out).stats
         print(f"checked: {s.frames} synthetic frame(s) through this configuration: {s.cells} cell(s), {s.n_all} ALL")
-    print("dry run: configuration valid; " + (f"{len(missing)} thing(s) missing on this machine (above)"
-                                               if missing else "this machine has everything it needs"))
+    print(
+        "dry run: configuration valid; "
+        + (
+            f"{len(missing)} thing(s) missing on this machine (above)"
+            if missing
+            else "this machine has everything it needs"
+        )
+    )
     return 0
 
 

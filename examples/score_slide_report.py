@@ -74,11 +74,11 @@ def main(argv: Optional[list] = None) -> int:
     else:
         inputs = sorted(str(p) for p in iter_image_files([args.images]))[: args.limit]
     results = out / "cells.jsonl"
-    scored = score_files(
-        inputs, results, model=args.model, mode="smear", overwrite=True, progress=False, workers=0
+    scored = score_files(inputs, results, model=args.model, mode="smear", overwrite=True, progress=False, workers=0)
+    print(
+        f"scored {scored.scored} image(s), {scored.cells} cell(s) in {scored.seconds:.1f} s "
+        f"[{scored.run['backend']} {scored.run['precision']}] -> {results}"
     )
-    print(f"scored {scored.scored} image(s), {scored.cells} cell(s) in {scored.seconds:.1f} s "
-          f"[{scored.run['backend']} {scored.run['precision']}] -> {results}")
     model = None if args.model == "reference" else args.model
     report = write_report(results, out / "report.html", min_cells=args.min_cells, model=model)
     print(format_summary(dict(report.summary, model=", ".join(sorted(report.models)))))

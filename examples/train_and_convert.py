@@ -84,18 +84,33 @@ def main(argv: Optional[list] = None) -> int:
     if args.synthetic:
         from leukedge.synthetic import write_cell_dataset
 
-        data = write_cell_dataset(out / "data", per_class=args.synthetic, subjects_per_class=6, seed=args.seed, size=160)
+        data = write_cell_dataset(
+            out / "data", per_class=args.synthetic, subjects_per_class=6, seed=args.seed, size=160
+        )
     else:
         data = Path(args.data)
 
     # 1. train: subject-level split (validation and test subjects drawn per class), best epoch kept
-    options = TrainOptions(epochs=args.epochs, batch_size=16, seed=args.seed,
-                           model=ModelConfig(width=args.width, dense=(args.dense, args.dense), dropout=0.0))
-    result = train(data, out / "model.h5", options=options, split=SplitOptions(val_fraction=0.34, test_fraction=0.34),
-                   preprocessing=make_preprocessing(size=args.size), resume=False, progress=print)
+    options = TrainOptions(
+        epochs=args.epochs,
+        batch_size=16,
+        seed=args.seed,
+        model=ModelConfig(width=args.width, dense=(args.dense, args.dense), dropout=0.0),
+    )
+    result = train(
+        data,
+        out / "model.h5",
+        options=options,
+        split=SplitOptions(val_fraction=0.34, test_fraction=0.34),
+        preprocessing=make_preprocessing(size=args.size),
+        resume=False,
+        progress=print,
+    )
     v = result.validation
-    print(f"trained {result.model_path}: best epoch {result.best_epoch}/{result.epochs_run}; validation "
-          f"({v['cells']} cells, {v['subjects']} subjects) accuracy {v['accuracy']:.3f}, AUC {v['roc_auc']:.3f}")
+    print(
+        f"trained {result.model_path}: best epoch {result.best_epoch}/{result.epochs_run}; validation "
+        f"({v['cells']} cells, {v['subjects']} subjects) accuracy {v['accuracy']:.3f}, AUC {v['roc_auc']:.3f}"
+    )
 
     # 2. the gate validates on subjects the model never saw; calibration, the training and validation subjects
     subjects = result.manifest.provenance["split"]["subjects"]

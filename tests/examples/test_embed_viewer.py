@@ -31,7 +31,7 @@ def test_boxes_drawn_are_the_cells_reported(tmp_path: Path) -> None:
         image = cv2.imread(str(view / rec["file"]))
         assert image.shape == (720, 960, 3)
         for box in rec["boxes"]:  # the box's outline is really in the picture, in its label's colour
-            x, y, w, h = box["bbox"]
+            x, y, _w, h = box["bbox"]
             edge = image[y + h // 2, x]  # middle of the left edge
             assert tuple(int(v) for v in edge) == LABEL_BGR[box["label"]], (frame, box)
         total += len(rec["boxes"])
@@ -52,5 +52,7 @@ def test_image_folder_as_the_camera(tmp_path: Path, smear_dir: Path) -> None:
 
 
 def test_a_wrong_model_folder_is_a_clear_error(tmp_path: Path) -> None:
-    out = run_example("embed_viewer.py", "--model", str(tmp_path), "--frames", "1", "--offscreen", str(tmp_path), check=False)
+    out = run_example(
+        "embed_viewer.py", "--model", str(tmp_path), "--frames", "1", "--offscreen", str(tmp_path), check=False
+    )
     assert_clean_error(out, 4, str(tmp_path), "Hint:")

@@ -33,10 +33,12 @@ def test_jetson_dry_run_builds_the_configuration_and_lists_what_is_missing() -> 
 
 
 def test_jetson_dry_run_rejects_what_would_fail_on_the_device(tmp_path: Path) -> None:
-    assert_clean_error(run_example("jetson_csi_tensorrt.py", "--dry-run", "--model", str(tmp_path), check=False),
-                       4, "no manifest here")
-    assert_clean_error(run_example("jetson_csi_tensorrt.py", "--dry-run", "--source", "csi://front", check=False),
-                       3, "csi://front")
+    assert_clean_error(
+        run_example("jetson_csi_tensorrt.py", "--dry-run", "--model", str(tmp_path), check=False), 4, "no manifest here"
+    )
+    assert_clean_error(
+        run_example("jetson_csi_tensorrt.py", "--dry-run", "--source", "csi://front", check=False), 3, "csi://front"
+    )
 
 
 def test_pi_dry_run_screens_synthetic_frames_through_the_int8_configuration(tmp_path: Path) -> None:
@@ -62,7 +64,9 @@ def test_pi_refuses_an_int8_model_that_failed_its_gate(tmp_path: Path) -> None:
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     out = run_example("pi_picamera2_int8.py", "--dry-run", "--model", str(bundle), check=False)
     assert_clean_error(out, 4, "did not pass its acceptance gate", "label flips 3.0%", "--allow-ungated")
-    ok = run_example("pi_picamera2_int8.py", "--dry-run", "--model", str(bundle), "--allow-ungated", "--check-frames", "1")
+    ok = run_example(
+        "pi_picamera2_int8.py", "--dry-run", "--model", str(bundle), "--allow-ungated", "--check-frames", "1"
+    )
     assert "NOT passed (label flips 3.0% > 1.0%)" in ok.stdout
 
 
@@ -71,8 +75,16 @@ def test_pi_refuses_an_int8_model_that_failed_its_gate(tmp_path: Path) -> None:
 def test_jetson_configuration_runs_on_a_gpu(tmp_path: Path) -> None:
     """TensorRT engine + CUDA LoG for real, with a synthetic camera (no CSI camera needed)."""
     cells = tmp_path / "cells.jsonl"
-    out = run_example("jetson_csi_tensorrt.py", "--source", "synthetic://?frames=10&width=1280&height=720",
-                      "--precision", "fp16", "--out", str(cells), timeout=900)
+    out = run_example(
+        "jetson_csi_tensorrt.py",
+        "--source",
+        "synthetic://?frames=10&width=1280&height=720",
+        "--precision",
+        "fp16",
+        "--out",
+        str(cells),
+        timeout=900,
+    )
     assert "screened 10 frame(s)" in out.stdout
     assert {r["frame"] for r in read_jsonl(cells)} == set(range(10))
 

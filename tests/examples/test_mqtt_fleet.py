@@ -32,9 +32,22 @@ def broker(tmp_path: Path):
 
 def start_aggregator(port: int, out: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "mqtt_aggregate.py"), "--broker", f"mqtt://127.0.0.1:{port}",
-         "--idle", "1.5", "--duration", "60", "--json", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        [
+            sys.executable,
+            str(EXAMPLES / "mqtt_aggregate.py"),
+            "--broker",
+            f"mqtt://127.0.0.1:{port}",
+            "--idle",
+            "1.5",
+            "--duration",
+            "60",
+            "--json",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # "subscribed": from now on nothing published is missed
@@ -46,8 +59,17 @@ def test_aggregates_equal_what_each_device_sent(broker: Broker, tmp_path: Path) 
     agg = start_aggregator(broker.port, tmp_path / "agg.json")
     sent_file = tmp_path / "sent.json"
     t0 = time.time()
-    fleet = run_example("mqtt_fleet.py", "--broker", f"mqtt://127.0.0.1:{broker.port}", "--devices", "3",
-                        "--frames", "3", "--json", str(sent_file))
+    fleet = run_example(
+        "mqtt_fleet.py",
+        "--broker",
+        f"mqtt://127.0.0.1:{broker.port}",
+        "--devices",
+        "3",
+        "--frames",
+        "3",
+        "--json",
+        str(sent_file),
+    )
     table, err = agg.communicate(timeout=60)
     assert agg.returncode == 0, err
     sent = json.loads(sent_file.read_text())

@@ -40,7 +40,9 @@ def test_synthetic_fields(tmp_path: Path) -> None:
 
 @pytest.mark.shared_data
 def test_real_smear_frames(tmp_path: Path, smear_dir: Path) -> None:
-    out = run_example("score_slide_report.py", str(smear_dir / "JPEGImages"), "--limit", "4", "--out-dir", str(tmp_path))
+    out = run_example(
+        "score_slide_report.py", str(smear_dir / "JPEGImages"), "--limit", "4", "--out-dir", str(tmp_path)
+    )
     check_report_matches_rows(tmp_path, out.stdout, 4)
 
 
