@@ -18,7 +18,9 @@ How to run (from the repository root)
     python examples/mqtt_aggregate.py --broker mqtt://localhost:1883 --duration 60 --json fleet.json
 
 Stops after ``--duration`` seconds, after ``--idle`` seconds without a
-message (once one came), or on Ctrl-C; prints ``subscribed`` when ready.
+message (once one came), once ``--until-offline N`` devices have gone
+offline while it listened (a fleet that finished its run), or on Ctrl-C;
+prints ``subscribed`` when ready.
 """
 
 from __future__ import annotations
@@ -41,13 +43,14 @@ class FleetTally:
         self._seen: Dict[str, Set[Tuple[int, float]]] = {}  # QoS 1 may deliver a message twice
         self.lock = threading.Lock()
         self.last_message = 0.0
+        self.went_offline: Set[str] = set()
 
     def _device(self, name: str) -> Dict[str, Any]:
         return self.devices.setdefault(
             name, {"frames": 0, "cells": 0, "all": 0, "last_seen": None, "status": "?", "summary": None}
         )
 
-    def add(self, topic: str, payload: bytes) -> None:
+    def add(self, topic: str, payload: bytes, retained: bool = False) -> None:
         parts = topic.split("/")
         if len(parts) != 3:
             return
@@ -57,6 +60,8 @@ class FleetTally:
             d = self._device(name)
             if leaf == "status":
                 d["status"] = payload.decode("utf-8", "replace")
+                if d["status"] == "offline" and not retained:  # a retained one is older than this run
+                    self.went_offline.add(name)
                 return
             try:
                 msg = json.loads(payload)
@@ -106,6 +111,7 @@ def main(argv: Optional[list] = None) -> int:
     )
     ap.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: no limit)")
     ap.add_argument("--idle", type=float, default=0, help="stop this many seconds after the last message (0: never)")
+    ap.add_argument("--until-offline", type=int, default=0, metavar="N", help="stop once N devices went offline")
     ap.add_argument("--json", metavar="FILE", help="write the per-device aggregates to FILE")
     args = ap.parse_args(argv)
 
@@ -121,7 +127,7 @@ def main(argv: Optional[list] = None) -> int:
         [(f"leukedge/+/{leaf}", 1) for leaf in ("cells", "summary", "status")]
     )
     client.on_subscribe = lambda *a: subscribed.set()
-    client.on_message = lambda c, u, msg: tally.add(msg.topic, msg.payload)
+    client.on_message = lambda c, u, msg: tally.add(msg.topic, msg.payload, msg.retain)
     client.connect(host, port)
     client.loop_start()
     try:
@@ -135,6 +141,8 @@ def main(argv: Optional[list] = None) -> int:
             now = time.time()
             if args.duration and now - t0 >= args.duration:
                 break
+            if args.until_offline and len(tally.went_offline) >= args.until_offline:
+                break  # a device says offline after its last frame and summary were acknowledged
             if args.idle and tally.last_message and now - tally.last_message >= args.idle:
                 break
     except KeyboardInterrupt:
