@@ -70,6 +70,18 @@ def test_pi_refuses_an_int8_model_that_failed_its_gate(tmp_path: Path) -> None:
     assert "NOT passed (label flips 3.0% > 1.0%)" in ok.stdout
 
 
+@pytest.mark.skipif(has("pycuda"), reason="pycuda is installed: the real run is the gpu test below")
+def test_jetson_real_run_without_cuda_says_what_is_missing() -> None:
+    out = run_example("jetson_csi_tensorrt.py", "--source", "synthetic://?frames=1", check=False)
+    assert_clean_error(out, 6, "--preprocess cuda", "Hint:")
+
+
+@pytest.mark.skipif(has("picamera2"), reason="picamera2 is installed: the real run is the camera test below")
+def test_pi_real_run_without_picamera2_says_how_to_install_it() -> None:
+    out = run_example("pi_picamera2_int8.py", "--duration", "1", check=False)
+    assert_clean_error(out, 5, "picamera2", "sudo apt install python3-picamera2")
+
+
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_jetson_configuration_runs_on_a_gpu(tmp_path: Path) -> None:
