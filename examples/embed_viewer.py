@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterator, Optional
 
+import cv2
 import numpy as np
 
 from leukedge import Cell, FrameResult, LeukedgeError, Screener
@@ -60,8 +61,6 @@ def folder_camera(folder: str) -> Iterator[np.ndarray]:
 
 def annotate(frame: np.ndarray, result: FrameResult) -> np.ndarray:
     """A BGR copy of ``frame`` (RGB) with each cell's box and p_ALL drawn; ready for imshow/imwrite."""
-    import cv2
-
     out = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
     for cell in result.cells:
         r, g, b = COLOURS.get(cell.label or "", GREY)
@@ -119,12 +118,8 @@ def main(argv: Optional[list] = None) -> int:
             image = annotate(frame, result)
             drawn += 1
             if out_dir is None:
-                import cv2
-
                 cv2.imshow("leukedge", image)
-                return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
-            import cv2
-
+                return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)  # q or Esc: stop
             name = f"frame_{result.index:05d}.png"
             cv2.imwrite(str(out_dir / name), image)
             boxes = [{"bbox": c.bbox.as_list(), "label": c.label, "p_all": c.p_all} for c in result.cells]
