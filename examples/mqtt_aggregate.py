@@ -127,7 +127,7 @@ def main(argv: Optional[list] = None) -> int:
         [(f"leukedge/+/{leaf}", 1) for leaf in ("cells", "summary", "status")]
     )
     client.on_subscribe = lambda *a: subscribed.set()
-    client.on_message = lambda c, u, msg: tally.add(msg.topic, msg.payload, msg.retain)
+    client.on_message = lambda c, u, msg: tally.add(msg.topic, bytes(msg.payload), msg.retain)
     client.connect(host, port)
     client.loop_start()
     try:

@@ -1,11 +1,13 @@
 """Every example: a header that says what it shows, needs and how to run it; listed in the README;
-imports and parses its arguments cleanly; Python 3.8 syntax (JetPack 5); small."""
+imports and parses its arguments cleanly; Python 3.8 syntax (JetPack 5); small; typed use of the API."""
 
 from __future__ import annotations
 
 import ast
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,14 @@ def test_python_38_syntax() -> None:
         cwd=REPO,
     )
     assert out.returncode == 0, out.stdout[-4000:]
+
+
+def test_mypy_finds_nothing(tmp_path: Path) -> None:
+    """The examples use the API as typed: a renamed or retyped public name breaks them here first."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", "setup.cfg", "--cache-dir", str(tmp_path), "examples"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
