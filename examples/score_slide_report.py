@@ -58,6 +58,7 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--limit", type=int, help="score only the first N images (sorted by name)")
     ap.add_argument("--model", default="reference", help="bundle folder, or 'reference' (the packaged model)")
     ap.add_argument("--out-dir", required=True, help="where cells.jsonl and report.html go")
+    ap.add_argument("--workers", type=int, help="decoding/segmenting processes (default: one per core; 0: none)")
     ap.add_argument("--min-cells", type=int, default=200, help="cells needed for an adequate count")
     args = ap.parse_args(argv)
     out = Path(args.out_dir)
@@ -74,7 +75,9 @@ def main(argv: Optional[list] = None) -> int:
     else:
         inputs = sorted(str(p) for p in iter_image_files([args.images]))[: args.limit]
     results = out / "cells.jsonl"
-    scored = score_files(inputs, results, model=args.model, mode="smear", overwrite=True, progress=False, workers=0)
+    scored = score_files(
+        inputs, results, model=args.model, mode="smear", overwrite=True, progress=False, workers=args.workers
+    )
     print(
         f"scored {scored.scored} image(s), {scored.cells} cell(s) in {scored.seconds:.1f} s "
         f"[{scored.run['backend']} {scored.run['precision']}] -> {results}"
