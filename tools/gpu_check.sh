@@ -9,7 +9,7 @@
 #    the built wheel is kept in .gpu/built, so a rerun with .gpu carried along skips the build;
 # 3. installs this repository into it (editable, no dependencies);
 # 4. runs the `gpu` and `tensorrt` tests (CUDA LoG parity on real cells, the pipeline with CUDA
-#    preprocessing), the kernel timing table next to the CPU reference, and the pipeline benchmark
+#    preprocessing, the Jetson example), the kernel timing table next to the CPU reference, and the pipeline benchmark
 #    with --preprocess cuda and cpu.
 #
 # Environment: PYTHON (default python3), WHEELS, DATA (default ../shared/data, else .gpu/data),
@@ -133,6 +133,9 @@ if echo "$out" | tail -1 | grep -q skipped; then  # here a skipped gpu test is a
 fi
 step "pytest -m tensorrt (skips where TensorRT is absent)"
 (cd "$REPO" && "$VPY" -m pytest tests/device -m tensorrt -p no:cacheprovider -q -rs) || fail "tensorrt tests failed" 6
+
+step "examples marked gpu/tensorrt (the Jetson example for real; skips where TensorRT is absent)"
+(cd "$REPO" && "$VPY" -m pytest tests/examples -m "gpu or tensorrt" -p no:cacheprovider -q -rs) || fail "example tests failed" 6
 
 step "CUDA LoG kernel times next to the CPU reference"
 "$VPY" "$REPO/benchmarks/pipeline_cuda_log.py" "$DATA/cnmc_sample" --json "$GPU_DIR/cuda_log.json" || fail "kernel benchmark failed or out of tolerance" 7
