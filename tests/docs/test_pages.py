@@ -14,6 +14,7 @@ import ast
 import dataclasses
 import inspect
 import re
+
 import leukedge.errors as errors
 from leukedge import manifest as mf
 from leukedge.results import CELL_FIELDS, cell_records
