@@ -99,20 +99,20 @@ def check_args(args: list[str], *, synopsis: bool = False) -> list[str]:
         t = rest[i]
         if t.startswith("-") and t != "-":
             key, _, inline = t.partition("=")
-            p = opts.get(key)
-            if p is None:
+            opt = opts.get(key)
+            if opt is None:
                 problems.append(f"'leukedge {name}': no option {key} (options: {', '.join(sorted(opts))})")
                 i += 1
                 continue
-            seen.add(p.name or "")
-            if p.is_flag or p.count:
+            seen.add(opt.name or "")
+            if opt.is_flag or opt.count:
                 i += 1
                 continue
             value = inline if inline else (rest[i + 1] if i + 1 < len(rest) else None)
             if value is None:
                 problems.append(f"'leukedge {name}': option {key} needs a value")
-            elif isinstance(p.type, click.Choice) and "$" not in value and value not in p.type.choices:
-                problems.append(f"'leukedge {name}': {key} {value!r} is not one of {list(p.type.choices)}")
+            elif isinstance(opt.type, click.Choice) and "$" not in value and value not in opt.type.choices:
+                problems.append(f"'leukedge {name}': {key} {value!r} is not one of {list(opt.type.choices)}")
             i += 1 if inline else 2
             continue
         positionals += 1

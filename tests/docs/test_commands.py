@@ -35,13 +35,15 @@ from tests.docs import cliparse
 from tests.docs.mdblocks import REPO, Block, commands, pages, parse
 
 # Placeholders for a user's own data, and what stands in for them in CI (any page; whole paths only).
-# CI has one labelled sample, so "held-out" cells are the same sample: this checks the command, not the model.
+# HELDOUT is built in the scratch folder: links to the cells of the reference model's test subjects
+# (66 cells of 7 subjects, never used to train or select it), as tools/make_reference_bundle.py gates on.
+HELDOUT = "cnmc-test-subjects"
 PATH_STANDINS = {
     "path/to/C-NMC": "../shared/data/cnmc_sample",
-    "path/to/heldout": "../shared/data/cnmc_sample",
+    "path/to/heldout": HELDOUT,
     "path/to/cells": "../shared/data/cnmc_sample",
     "cells/calibration": "../shared/data/cnmc_sample",
-    "cells/heldout": "../shared/data/cnmc_sample",
+    "cells/heldout": HELDOUT,
     "slides/": "../shared/data/smear_frames/JPEGImages",
     "smears/": "../shared/data/smear_frames/JPEGImages",
 }
@@ -206,7 +208,22 @@ def _workspace(tmp: Path) -> Path:
     if SHARED_DATA.is_dir():
         (tmp / "shared").mkdir()
         (tmp / "shared" / "data").symlink_to(SHARED_DATA)
+        _link_heldout(ws / HELDOUT)
     return ws
+
+
+def _link_heldout(dest: Path) -> None:
+    """HELDOUT: the cnmc_sample cells of the reference model's test subjects, as all/ and hem/ links."""
+    from leukedge.bundle import Bundle
+    from leukedge.cnmc import parse_cnmc_name
+
+    test = set(Bundle.load("reference", verify=False).manifest.provenance["split"]["subjects"]["test"])
+    for label in ("all", "hem"):
+        (dest / label).mkdir(parents=True)
+        for f in sorted((SHARED_DATA / "cnmc_sample" / label).iterdir()):
+            name = parse_cnmc_name(f.name)
+            if name is not None and name.subject in test:
+                (dest / label / f.name).symlink_to(f)
 
 
 def _env(tmp: Path) -> dict[str, str]:

@@ -112,11 +112,11 @@ def test_results_page_lists_the_mqtt_payload_fields() -> None:
 def test_troubleshooting_exit_codes_match_the_error_classes() -> None:
     page = _text("troubleshooting.md")
     documented = {cls: int(code) for code, cls in re.findall(r"^\| (\d+) \| `(\w+)` \|", page, re.M)}
-    classes = {
-        name: obj.exit_code
-        for name, obj in inspect.getmembers(errors, inspect.isclass)
-        if issubclass(obj, errors.LeukedgeError)
-    }
+    classes: dict[str, int] = {}
+    for name, obj in vars(errors).items():
+        if isinstance(obj, type) and issubclass(obj, errors.LeukedgeError):
+            error_class: type[errors.LeukedgeError] = obj
+            classes[name] = error_class.exit_code
     assert documented, "no exit-code table found in docs/troubleshooting.md"
     assert documented == classes
 
