@@ -46,7 +46,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(REPO)}:{self.line}"
+        return f"{_rel(self.page)}:{self.line}"
 
     @property
     def lang(self) -> str:
@@ -66,10 +66,17 @@ def pages() -> list[Path]:
     return found
 
 
-def parse(page: Path) -> tuple[list[Block], list[str]]:
+def _rel(page: Path) -> str:
+    try:
+        return str(page.relative_to(REPO))
+    except ValueError:
+        return page.name
+
+
+def parse(page: Path, text: str | None = None) -> tuple[list[Block], list[str]]:
     """The page's fenced blocks, and the problems found in its markers and fences."""
-    lines = page.read_text(encoding="utf-8").splitlines()
-    rel = page.relative_to(REPO)
+    lines = (page.read_text(encoding="utf-8") if text is None else text).splitlines()
+    rel = _rel(page)
     blocks: list[Block] = []
     problems: list[str] = []
     i = 0
