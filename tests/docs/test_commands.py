@@ -150,6 +150,24 @@ def test_scripts_and_their_options_exist() -> None:
     assert not problems, "\n".join(problems)
 
 
+REPO_PATH_RE = re.compile(r"(?:^|[\s=])(?:\./)?((?:tools|benchmarks|examples|sdk|\.ci)/[\w./-]*\w)")
+
+
+def test_repository_paths_named_in_commands_exist() -> None:
+    problems = []
+    named = 0
+    for b in _all_blocks():
+        if b.lang != "bash":
+            continue
+        for off, cmd in commands(b.body):
+            for path in REPO_PATH_RE.findall(cmd):
+                named += 1
+                if not (REPO / path).exists():
+                    problems.append(f"{_rel(b.page)}:{b.line + 1 + off}: {path} does not exist in the repository")
+    assert named >= 5, f"only {named} repository paths found in commands: is the pattern broken?"
+    assert not problems, "\n".join(problems)
+
+
 def test_python_blocks_compile() -> None:
     problems = []
     for b in _all_blocks():
