@@ -36,7 +36,7 @@ from typing import Dict, Iterator, Optional
 import cv2
 import numpy as np
 
-from leukedge import Cell, FrameResult, LeukedgeError, Screener
+from leukedge import Cell, FrameResult, Screener, run_main
 
 COLOURS = {"all": (230, 40, 40), "hem": (40, 200, 60)}  # RGB; anything else (unclassified) is grey
 GREY = (160, 160, 160)
@@ -154,8 +154,4 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LeukedgeError as exc:  # a user's mistake (bad model folder, unreadable image): no traceback
-        print(f"Error: {exc}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
-        sys.exit(exc.exit_code)
+    sys.exit(run_main(main))  # errors as the CLI prints them: Error/Hint, exit code

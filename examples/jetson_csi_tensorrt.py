@@ -32,7 +32,7 @@ import argparse
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from leukedge import LeukedgeError
+from leukedge import run_main
 
 SOURCE = "csi://0?width=1920&height=1080&fps=30"
 
@@ -144,8 +144,4 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LeukedgeError as exc:  # a user's mistake or missing hardware: the reason and the fix, no traceback
-        print(f"Error: {exc}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
-        sys.exit(exc.exit_code)
+    sys.exit(run_main(main))  # errors as the CLI prints them: Error/Hint, exit code

@@ -32,7 +32,7 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional
 
-from leukedge import FrameResult, LeukedgeError, Screener
+from leukedge import FrameResult, Screener, run_main
 
 
 def run_device(ref: Any, device_id: str, seed: int, frames: int, broker: str, report: Dict[str, Any]) -> None:
@@ -106,8 +106,4 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LeukedgeError as exc:  # a user's mistake (bad broker URL, bad model folder): no traceback
-        print(f"Error: {exc}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
-        sys.exit(exc.exit_code)
+    sys.exit(run_main(main))  # errors as the CLI prints them: Error/Hint, exit code

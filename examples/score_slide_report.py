@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from leukedge import LeukedgeError
+from leukedge import run_main
 
 
 def synthetic_fields(folder: Path, n: int, seed: int = 0) -> List[Path]:
@@ -92,8 +92,4 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LeukedgeError as exc:  # a user's mistake (no images, bad model folder): no traceback
-        print(f"Error: {exc}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
-        sys.exit(exc.exit_code)
+    sys.exit(run_main(main))  # errors as the CLI prints them: Error/Hint, exit code

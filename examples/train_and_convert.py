@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from leukedge import GateFailedError, LeukedgeError
+from leukedge import GateFailedError, run_main
 
 
 def link_subjects(data: Path, subjects: Iterable[str], dest: Path) -> int:
@@ -129,7 +129,7 @@ def main(argv: Optional[list] = None) -> int:
         converted = convert_model(result.model_path, convert, echo=print)
     except GateFailedError as exc:
         print(gate_table(Bundle.load(bundle_dir, verify=False).manifest.parity))
-        print(f"Error: {exc}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        print(exc.user_message(), file=sys.stderr)
         return exc.exit_code
     print(gate_table(converted.bundle.manifest.parity))
     print(f"bundle: {converted.bundle.root} ({', '.join(sorted(converted.bundle.manifest.files))})")
@@ -138,8 +138,4 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LeukedgeError as exc:  # a user's mistake (bad folder, too few subjects): no traceback
-        print(f"Error: {exc}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
-        sys.exit(exc.exit_code)
+    sys.exit(run_main(main))  # errors as the CLI prints them: Error/Hint, exit code

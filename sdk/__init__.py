@@ -20,6 +20,7 @@ from leukedge.errors import (
     LeukedgeError,
     ManifestError,
     MissingDependencyError,
+    run_main,
 )
 from leukedge.manifest import Manifest
 from leukedge.types import BBox, Cell, FrameResult
@@ -43,6 +44,7 @@ __all__ = [
     "MissingDependencyError",
     "Screener",
     "__version__",
+    "run_main",
 ]
 
 

@@ -7,6 +7,9 @@ and ``Hint: <hint>`` for these and never a traceback.
 
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 
 class LeukedgeError(Exception):
     """Base class.  ``exit_code`` is what the CLI returns."""
@@ -20,6 +23,10 @@ class LeukedgeError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def user_message(self) -> str:
+        """``Error: …`` and, when there is one, ``Hint: …``: what the CLI prints."""
+        return f"Error: {self.message}" + (f"\nHint: {self.hint}" if self.hint else "")
 
 
 class InvalidInputError(LeukedgeError):
@@ -68,3 +75,16 @@ class PartialFailure(LeukedgeError):
     """A batch job finished but some inputs failed; they are listed elsewhere."""
 
     exit_code = 8
+
+
+def run_main(main: Callable[[], int]) -> int:
+    """Run a program's ``main()`` as the CLI runs its commands: a LeukedgeError becomes its
+    ``Error:``/``Hint:`` lines on stderr and its exit code, never a traceback.
+
+    ``sys.exit(run_main(main))`` at the bottom of a script built on leukedge.
+    """
+    try:
+        return main()
+    except LeukedgeError as exc:
+        print(exc.user_message(), file=sys.stderr)
+        return exc.exit_code

@@ -46,6 +46,7 @@ MODULES: dict[str, list[str] | None] = {
         "HardwareUnavailableError",
         "GateFailedError",
         "PartialFailure",
+        "run_main",
     ],
 }
 
