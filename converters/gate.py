@@ -172,4 +172,22 @@ def gate_table(parity: Dict[str, Any]) -> str:
     lines.append(f"  layers kept in float: {', '.join(excluded) if excluded else 'none'}")
     verdict = "PASS" if q["passed"] else "FAIL: " + "; ".join(q.get("reasons", []))
     lines.append(f"  verdict: {verdict}")
+    collapsed = _one_label_everywhere(m)
+    if collapsed:
+        lines.append(
+            f"  note: the FP32 model labels every validation cell {collapsed}; the gate only compares INT8"
+            " with FP32, so check the model itself with 'leukedge evaluate'"
+        )
     return "\n".join(lines)
+
+
+def _one_label_everywhere(m: Dict[str, Any]) -> Optional[str]:
+    """'ALL' or 'normal' when the FP32 model gave every validation cell that label (a collapsed model)."""
+    sens, spec = m.get("sensitivity_fp32"), m.get("specificity_fp32")
+    if sens is None or spec is None:
+        return None  # one class absent from the validation cells: nothing to say
+    if spec == 0.0 and sens == 100.0:
+        return "ALL"
+    if sens == 0.0 and spec == 100.0:
+        return "normal"
+    return None

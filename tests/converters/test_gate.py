@@ -56,6 +56,40 @@ def test_fp32_parity_limit() -> None:
     assert not bad["passed"] and bad["max_abs_delta_p"] == pytest.approx(2e-4)
 
 
+def _parity(y: np.ndarray, ref: np.ndarray, new: np.ndarray) -> dict:
+    m = compare(y, ref, new, 0.5)
+    t = GateThresholds()
+    thresholds = {
+        "max_flip_rate": t.max_flip_rate,
+        "max_sens_delta": t.max_sens_delta,
+        "max_spec_delta": t.max_spec_delta,
+        "max_auc_drop": t.max_auc_drop,
+    }
+    return {
+        "int8": {
+            "passed": not judge(m, t),
+            "reasons": judge(m, t),
+            "metrics": m,
+            "thresholds": thresholds,
+            "threshold": 0.5,
+            "excluded_nodes": [],
+        }
+    }
+
+
+def test_the_table_says_when_the_fp32_model_gives_every_cell_one_label() -> None:
+    y = np.array([1, 1, 1, 0, 0, 0])
+    collapsed = np.full(6, 0.9)  # every cell ALL: INT8 agrees, so the gate passes
+    table = gate_table(_parity(y, collapsed, collapsed + 0.01))
+    assert "verdict: PASS" in table
+    assert "labels every validation cell ALL" in table and "leukedge evaluate" in table
+    assert "every validation cell normal" in gate_table(_parity(y, 1 - collapsed, 1 - collapsed))
+    useful = np.array([0.9, 0.8, 0.3, 0.1, 0.2, 0.6])
+    assert "note:" not in gate_table(_parity(y, useful, useful))
+    only_all = np.ones(3, int)  # no normal cells: specificity is undefined, nothing to say
+    assert "note:" not in gate_table(_parity(only_all, np.full(3, 0.9), np.full(3, 0.9)))
+
+
 def _search_fakes(sensitive: dict, passes_when: set):  # type: ignore[no-untyped-def]
     """build() returns the excluded set; drift falls as sensitive layers go float; gate passes on a set."""
 
