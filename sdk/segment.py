@@ -14,6 +14,7 @@ through as a single cell.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -39,6 +40,7 @@ class SegmentParams:
     split_min_distance: int = 30  # touching nuclei whose centres are farther apart are split
     black_level: int = 12  # "black" background of pre-segmented single-cell images
     max_cells: int = 500
+    min_merge_px: int = 5  # nuclei are searched on a frame shrunk as far as keeps merge_px this wide
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,13 @@ class Region:
     area: int
 
 
-def blueness(frame: np.ndarray) -> np.ndarray:
+def blueness(frame: np.ndarray, *, sigma: float = 1.5) -> np.ndarray:
     """``B − (R+G)/2`` as float32, lightly smoothed (frame is H×W×3 uint8 RGB)."""
     f = frame.astype(np.float32)
     b = f[..., 2] - 0.5 * (f[..., 0] + f[..., 1])
-    return cv2.GaussianBlur(b, (5, 5), 1.5)
+    if sigma < 0.6:
+        return b  # a shrunk frame is already box-averaged
+    return cv2.GaussianBlur(b, (5, 5), sigma)
 
 
 def is_single_cell_image(frame: np.ndarray, *, black_level: int = SegmentParams.black_level) -> bool:
@@ -72,31 +76,57 @@ def _channel_max(frame: np.ndarray) -> np.ndarray:
 
 
 def find_cells(frame: np.ndarray, *, params: SegmentParams | None = None, source_scale: float = 1.0) -> list[Region]:
-    """White-cell outlines in a frame (H×W×3 uint8 RGB), sorted top-to-bottom, left-to-right."""
+    """White-cell outlines in a frame (H×W×3 uint8 RGB), sorted top-to-bottom, left-to-right.
+
+    Nuclei are found on a copy of the frame shrunk by ``detection_step`` (the
+    expensive whole-frame work); each cell's outline is then traced at full
+    resolution in a window around its nucleus only.
+    """
     p = params or SegmentParams()
     frame = as_rgb8(frame)
     if is_single_cell_image(frame, black_level=p.black_level):
         return _single_cell_region(frame, p)
     s = 1.0 / source_scale
-    blue = blueness(frame)
-    nuclei, centres = _nucleus_markers(blue, p, s)
+    d = detection_step(p, source_scale)
+    small = _shrink(frame, d)
+    blue_small = blueness(small, sigma=1.5 if d == 1 else 1.0)
+    thr = max(p.nucleus_blueness, _otsu(blue_small[:: max(1, 2 // d), :: max(1, 2 // d)]))
+    nuclei, centres, boxes = _nucleus_markers(blue_small, thr, p, s / d)
     if not centres:
         return []
-    cell_like = _cell_like(frame, blue, p, s) | (nuclei > 0)
-    owner = _nearest_nucleus(nuclei)
+    background_green = _background_green(small[..., 1], step=-(-4 // d))
+    open_k = _ellipse(max(3, round(5 * s) | 1))
+    margin = open_k.shape[0] + 3  # opening and blur reach: inside the margin the window is exact
+    owner: np.ndarray | None = None
+    nucleus_small = (nuclei > 0).astype(np.uint8) * 255
+    h, w = frame.shape[:2]
     regions = []
     for label, (cx, cy, area) in enumerate(centres, start=1):
+        cx, cy, area = (cx + 0.5) * d - 0.5, (cy + 0.5) * d - 0.5, area * d * d
         r = int(p.max_cell_radius_factor * np.sqrt(area / np.pi))
-        x0, y0 = max(0, int(cx) - r), max(0, int(cy) - r)
-        x1, y1 = min(frame.shape[1], int(cx) + r + 1), min(frame.shape[0], int(cy) + r + 1)
+        x0, y0, x1, y1 = max(0, int(cx) - r), max(0, int(cy) - r), min(w, int(cx) + r + 1), min(h, int(cy) + r + 1)
+        ex0, ey0, ex1, ey1 = max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)
+        win = frame[ey0:ey1, ex0:ex1]
+        blue = blueness(win)
+        window = (ey0, ey1, ex0, ex1)
+        lab = _upsample(nuclei, window, d, cv2.INTER_NEAREST)
+        if d == 1:
+            nucleus_px = lab > 0
+        else:  # the nucleus outline, smoothly upsampled; full-resolution detail comes from the cytoplasm test
+            nucleus_px = _upsample(nucleus_small, window, d, cv2.INTER_LINEAR) > 127
+        cell_like = _cell_like(win, blue, background_green, p, open_k) | nucleus_px
+        sl = (slice(y0 - ey0, y1 - ey0), slice(x0 - ex0, x1 - ex0))
         disc = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.circle(disc, (int(cx) - x0, int(cy) - y0), r, 1, -1)
-        mine = (owner[y0:y1, x0:x1] == label) & cell_like[y0:y1, x0:x1] & disc.astype(bool)
-        mask = _component_holding(mine, nuclei[y0:y1, x0:x1] == label)
-        if not mask.any():
+        mine = cell_like[sl] & disc.astype(bool)
+        if _crowded(label - 1, boxes, d, r):
+            if owner is None:
+                owner = _nearest_nucleus(nuclei)
+            mine &= _upsample(owner, window, d, cv2.INTER_NEAREST)[sl] == label
+        found = _component_holding(mine, lab[sl] == label)
+        if found is None:
             continue
-        ys, xs = np.nonzero(mask)
-        bx0, by0, bx1, by1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        mask, (bx0, by0, bx1, by1) = found
         m = _fill_holes(mask[by0:by1, bx0:bx1])
         if m.sum() < p.min_cell_area * s * s:
             continue
@@ -105,40 +135,111 @@ def find_cells(frame: np.ndarray, *, params: SegmentParams | None = None, source
     return regions[: p.max_cells]
 
 
-def _cell_like(frame: np.ndarray, blue: np.ndarray, p: SegmentParams, s: float) -> np.ndarray:
+def detection_step(params: SegmentParams, source_scale: float = 1.0) -> int:
+    """The factor by which nuclei are searched on a shrunk frame (1: full resolution).
+
+    Chosen so that the lobe-merging kernel stays ``min_merge_px`` wide or more
+    (at C-NMC magnification: 3, so a minimal nucleus still covers ~170 pixels).
+    """
+    return max(1, int(params.merge_px / source_scale / params.min_merge_px + 1e-6))
+
+
+def _shrink(frame: np.ndarray, d: int) -> np.ndarray:
+    if d == 1:
+        return frame
+    h, w = (frame.shape[0] // d) * d, (frame.shape[1] // d) * d  # whole d×d blocks: OpenCV's exact box average
+    # Point samples at block centres (OpenCV's linear resize at exactly 1/d): cheaper than
+    # area averaging, and the blueness is smoothed afterwards anyway.
+    return cv2.resize(frame[:h, :w], (w // d, h // d), interpolation=cv2.INTER_LINEAR)
+
+
+def _upsample(small: np.ndarray, window: tuple[int, int, int, int], d: int, code: int) -> np.ndarray:
+    """The full-resolution window (y0, y1, x0, x1) of an image shrunk by ``d``."""
+    y0, y1, x0, x1 = window
+    if d == 1:
+        return small[y0:y1, x0:x1]
+    # one shrunk pixel of context on each side, so interpolation sees the neighbours
+    sy0, sx0 = max(0, y0 // d - 1), max(0, x0 // d - 1)
+    sy1, sx1 = min(small.shape[0], (y1 - 1) // d + 2), min(small.shape[1], (x1 - 1) // d + 2)
+    up = cv2.resize(small[sy0:sy1, sx0:sx1], None, fx=d, fy=d, interpolation=code)
+    out = up[y0 - sy0 * d : y1 - sy0 * d, x0 - sx0 * d : x1 - sx0 * d]
+    short = (y1 - y0 - out.shape[0], x1 - x0 - out.shape[1])
+    if short[0] > 0 or short[1] > 0:  # the last < d rows/columns, dropped when shrinking
+        out = np.pad(out, ((0, max(0, short[0])), (0, max(0, short[1]))), mode="edge")
+    return out
+
+
+def _ellipse(k: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+
+
+def _background_green(green: np.ndarray, *, step: int) -> float:
+    """The background's green level: the median of the brightest quarter (no full-resolution statistics needed)."""
+    sample = green[::step, ::step].astype(np.float32)
+    return float(np.median(sample[sample >= np.percentile(sample, 75)]))
+
+
+def _cell_like(
+    win: np.ndarray, blue: np.ndarray, background_green: float, p: SegmentParams, open_k: np.ndarray
+) -> np.ndarray:
     """Pixels that may be a white cell's cytoplasm: darker than the background and not red."""
-    green = cv2.GaussianBlur(frame[..., 1].astype(np.float32), (5, 5), 1.5)
-    sample = green[::4, ::4]  # the background level needs no full-resolution statistics
-    background_green = float(np.median(sample[sample >= np.percentile(sample, 75)]))
+    green = cv2.GaussianBlur(win[..., 1].astype(np.float32), (5, 5), 1.5)
     mask = ((background_green - green > p.cytoplasm_darkness) & (blue > p.cytoplasm_blueness)).astype(np.uint8)
-    k = max(3, round(5 * s) | 1)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    return mask.astype(bool)
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, open_k).astype(bool)
 
 
-def _component_holding(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """The union of the connected components of ``mask`` that overlap ``seed``."""
-    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    hit = np.unique(labels[seed & mask])
-    hit = hit[hit > 0]
-    return np.isin(labels, hit)
+def _crowded(i: int, boxes: np.ndarray, d: int, r: int) -> bool:
+    """Whether another nucleus may be nearer than nucleus ``i`` to some pixel of its disc.
+
+    Only then the Voronoi split can change the cell; for lone cells it is skipped.
+    A pixel in the disc is within ``r`` of the centre and within ``r`` + the
+    nucleus's half-diagonal of its own nucleus, so any rival lies within
+    ``2r`` + half-diagonal of the centre (``boxes``: x0, y0, x1, y1 in shrunk pixels).
+    """
+    if len(boxes) < 2:
+        return False
+    b = boxes.astype(np.float64) * d
+    cx, cy = (b[i, 0] + b[i, 2]) / 2, (b[i, 1] + b[i, 3]) / 2
+    reach = 2 * r + 0.5 * np.hypot(b[i, 2] - b[i, 0], b[i, 3] - b[i, 1]) + 2 * d
+    dx = np.maximum(0, np.maximum(b[:, 0] - cx, cx - b[:, 2]))
+    dy = np.maximum(0, np.maximum(b[:, 1] - cy, cy - b[:, 3]))
+    near = np.hypot(dx, dy) <= reach
+    near[i] = False
+    return bool(near.any())
 
 
-def _nucleus_markers(blue: np.ndarray, p: SegmentParams, s: float) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
-    """Label image of nuclei (int32, 0 = none; lobes merged) and each nucleus's centre and area."""
-    thr = max(p.nucleus_blueness, _otsu(blue))
+def _component_holding(mask: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """The union of the connected components of ``mask`` that overlap ``seed``, and its box
+    (x0, y0, x1, y1); None when the seed touches none."""
+    n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+    hit = np.bincount(labels[seed & mask], minlength=n) > 0
+    hit[0] = False
+    if not hit.any():
+        return None
+    out = hit[labels]
+    x, y, w, h = cv2.boundingRect(out.view(np.uint8))
+    return out, (x, y, x + w, y + h)
+
+
+def _nucleus_markers(
+    blue: np.ndarray, thr: float, p: SegmentParams, s: float
+) -> tuple[np.ndarray, list[tuple[float, float, int]], np.ndarray]:
+    """Label image of nuclei (int32, 0 = none; lobes merged), each nucleus's centre and area, and
+    their boxes (x0, y0, x1, y1); ``s`` is pixels of ``blue`` per pixel at C-NMC magnification."""
     mask = (blue > thr).astype(np.uint8)
-    k = max(3, round(p.merge_px * s) | 1)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    n, labels, st, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _ellipse(max(3, round(p.merge_px * s) | 1)))
+    n, labels, st, centroids = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_BBDT)
     min_area = p.min_nucleus_area * s * s
     keep = np.zeros(n, dtype=np.int32)
     centres = []
+    boxes = []
     for i in range(1, n):
         if st[i, cv2.CC_STAT_AREA] >= min_area:
             centres.append((float(centroids[i][0]), float(centroids[i][1]), int(st[i, cv2.CC_STAT_AREA])))
+            x, y, bw, bh = (int(v) for v in st[i, :4])
+            boxes.append((x, y, x + bw, y + bh))
             keep[i] = len(centres)
-    return keep[labels], centres
+    return keep[labels], centres, np.array(boxes, dtype=np.int64).reshape(-1, 4)
 
 
 def _nearest_nucleus(nuclei: np.ndarray) -> np.ndarray:
@@ -157,7 +258,7 @@ def _nearest_nucleus(nuclei: np.ndarray) -> np.ndarray:
 
 
 def _otsu(blue: np.ndarray) -> float:
-    b8 = np.clip(blue[::2, ::2], 0, 255).astype(np.uint8)
+    b8 = np.clip(blue, 0, 255).astype(np.uint8)
     t, _ = cv2.threshold(b8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(t)
 
@@ -188,17 +289,39 @@ def crop_cell(
 
     Returns uint8 RGB of ``out_px`` (default: the canvas size at scale 1).
     A cell larger than the canvas is kept whole: the canvas grows to fit it.
+    The canvas is never drawn: resizing is linear and separable, so the crop is
+    ``Wy · patch · Wxᵀ`` with the rows and columns of OpenCV's own resize
+    weights that fall on the cell (equal to resizing the canvas, up to rounding).
     """
     b = region.bbox
     side = max(round(crop.canvas_px / crop.source_scale), b.w, b.h)
-    canvas = np.zeros((side, side, 3), np.uint8)
     ox, oy = (side - b.w) // 2, (side - b.h) // 2
     patch = frame[b.y : b.y + b.h, b.x : b.x + b.w]
-    canvas[oy : oy + b.h, ox : ox + b.w][region.mask] = patch[region.mask]
+    patch = cv2.bitwise_and(patch, patch, mask=region.mask.view(np.uint8))
     size = out_px or crop.canvas_px
-    if side != size:
-        canvas = cv2.resize(canvas, (size, size), interpolation=interpolation_code(interpolation))
-    return canvas
+    out = np.zeros((size, size, 3), np.uint8)
+    if side == size:
+        out[oy : oy + b.h, ox : ox + b.w] = patch
+        return out
+    weights = _resize_weights(side, size, interpolation_code(interpolation))
+    wy, wx = weights[:, oy : oy + b.h], weights[:, ox : ox + b.w]
+    rows, cols = np.flatnonzero(wy.any(axis=1)), np.flatnonzero(wx.any(axis=1))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    tmp = (wy[r0:r1] @ patch.reshape(b.h, -1).astype(np.float32)).reshape(r1 - r0, b.w, 3)
+    # columns as one product: (cols × w) · (w × rows·3)
+    res = wx[c0:c1] @ tmp.transpose(1, 0, 2).reshape(b.w, -1)
+    res = res.reshape(c1 - c0, r1 - r0, 3).transpose(1, 0, 2)
+    out[r0:r1, c0:c1] = np.clip(np.rint(res), 0, 255).astype(np.uint8)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _resize_weights(side: int, size: int, code: int) -> np.ndarray:
+    """``size``×``side`` matrix W with resize(x)[j] = Σ W[j, i]·x[i] along one axis, taken from OpenCV."""
+    w = cv2.resize(np.eye(side, dtype=np.float32), (side, size), interpolation=code)
+    w[np.abs(w) < 1e-7] = 0.0
+    w.setflags(write=False)
+    return w
 
 
 def segment(
