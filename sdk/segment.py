@@ -56,9 +56,8 @@ def blueness(frame: np.ndarray, *, sigma: float = 1.5) -> np.ndarray:
     """``B − (R+G)/2`` as float32, lightly smoothed (frame is H×W×3 uint8 RGB)."""
     f = frame.astype(np.float32)
     b = f[..., 2] - 0.5 * (f[..., 0] + f[..., 1])
-    if sigma < 0.6:
-        return b  # a shrunk frame is already box-averaged
-    return cv2.GaussianBlur(b, (5, 5), sigma)
+    k = 5 if sigma >= 1.0 else 3  # a shrunk frame gets the same blur in its own pixels: σ 1.5 / step
+    return cv2.GaussianBlur(b, (k, k), sigma)
 
 
 def is_single_cell_image(frame: np.ndarray, *, black_level: int = SegmentParams.black_level) -> bool:
@@ -89,32 +88,38 @@ def find_cells(frame: np.ndarray, *, params: SegmentParams | None = None, source
     s = 1.0 / source_scale
     d = detection_step(p, source_scale)
     small = _shrink(frame, d)
-    blue_small = blueness(small, sigma=1.5 if d == 1 else 1.0)
+    blue_small = blueness(small, sigma=1.5 / d)
     thr = max(p.nucleus_blueness, _otsu(blue_small[:: max(1, 2 // d), :: max(1, 2 // d)]))
     nuclei, centres, boxes = _nucleus_markers(blue_small, thr, p, s / d)
     if not centres:
         return []
-    background_green = _background_green(small[..., 1], step=-(-4 // d))
+    background_green = _background_green(frame)
+    close_k = _ellipse(max(3, round(p.merge_px * s) | 1))
     open_k = _ellipse(max(3, round(5 * s) | 1))
-    margin = open_k.shape[0] + 3  # opening and blur reach: inside the margin the window is exact
+    margin = open_k.shape[0] + 3  # opening and blur reach: inside it the window sees what the frame would
     owner: np.ndarray | None = None
-    nucleus_small = (nuclei > 0).astype(np.uint8) * 255
     h, w = frame.shape[:2]
     regions = []
     for label, (cx, cy, area) in enumerate(centres, start=1):
         cx, cy, area = (cx + 0.5) * d - 0.5, (cy + 0.5) * d - 0.5, area * d * d
-        r = int(p.max_cell_radius_factor * np.sqrt(area / np.pi))
-        x0, y0, x1, y1 = max(0, int(cx) - r), max(0, int(cy) - r), min(w, int(cx) + r + 1), min(h, int(cy) + r + 1)
-        ex0, ey0, ex1, ey1 = max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)
+        # the shrunk frame's area is within a few per cent: 10% more radius holds the cell
+        reach = int(1.1 * p.max_cell_radius_factor * np.sqrt(area / np.pi)) + d + margin
+        ex0, ey0 = max(0, int(cx) - reach), max(0, int(cy) - reach)
+        ex1, ey1 = min(w, int(cx) + reach + 1), min(h, int(cy) + reach + 1)
         win = frame[ey0:ey1, ex0:ex1]
         blue = blueness(win)
-        window = (ey0, ey1, ex0, ex1)
-        lab = _upsample(nuclei, window, d, cv2.INTER_NEAREST)
-        if d == 1:
-            nucleus_px = lab > 0
-        else:  # the nucleus outline, smoothly upsampled; full-resolution detail comes from the cytoplasm test
-            nucleus_px = _upsample(nucleus_small, window, d, cv2.INTER_LINEAR) > 127
-        cell_like = _cell_like(win, blue, background_green, p, open_k) | nucleus_px
+        own, (ox, oy) = _nucleus_outline(blue, thr, nuclei, label, boxes[label - 1], (ey0, ex0), close_k, d)
+        mom = cv2.moments(own.view(np.uint8), binaryImage=True)
+        if mom["m00"] == 0:
+            continue
+        cx, cy = ex0 + ox + mom["m10"] / mom["m00"], ey0 + oy + mom["m01"] / mom["m00"]
+        r = int(p.max_cell_radius_factor * np.sqrt(mom["m00"] / np.pi))
+        x0, y0 = max(ex0, int(cx) - r), max(ey0, int(cy) - r)
+        x1, y1 = min(ex1, int(cx) + r + 1), min(ey1, int(cy) + r + 1)
+        cell_like = _cell_like(win, blue, background_green, p, open_k)
+        seed = np.zeros_like(cell_like)
+        seed[oy : oy + own.shape[0], ox : ox + own.shape[1]] = own
+        cell_like |= seed
         sl = (slice(y0 - ey0, y1 - ey0), slice(x0 - ex0, x1 - ex0))
         disc = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.circle(disc, (int(cx) - x0, int(cy) - y0), r, 1, -1)
@@ -122,8 +127,8 @@ def find_cells(frame: np.ndarray, *, params: SegmentParams | None = None, source
         if _crowded(label - 1, boxes, d, r):
             if owner is None:
                 owner = _nearest_nucleus(nuclei)
-            mine &= _upsample(owner, window, d, cv2.INTER_NEAREST)[sl] == label
-        found = _component_holding(mine, lab[sl] == label)
+            mine &= _upsample(owner, (ey0, ey1, ex0, ex1), d, cv2.INTER_NEAREST)[sl] == label
+        found = _component_holding(mine, seed[sl])
         if found is None:
             continue
         mask, (bx0, by0, bx1, by1) = found
@@ -169,14 +174,50 @@ def _upsample(small: np.ndarray, window: tuple[int, int, int, int], d: int, code
     return out
 
 
+def _nucleus_outline(
+    blue: np.ndarray,
+    thr: float,
+    nuclei: np.ndarray,
+    label: int,
+    box: np.ndarray,
+    origin: tuple[int, int],
+    close_k: np.ndarray,
+    d: int,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Nucleus ``label`` of the shrunk frame outlined again at full resolution, as the whole-frame
+    detector would see it: thresholded and closed in its box grown by the closing's reach.
+
+    ``blue``: a window of the frame at ``origin`` (y, x); ``box``: x0, y0, x1, y1 in shrunk pixels.
+    Returns the mask of that grown box and the box's corner (x, y) in window pixels.
+    """
+    grow = close_k.shape[0] + 2 * d if d > 1 else 0
+    h, w = blue.shape
+    y0, x0 = origin
+    bx0, by0 = max(0, int(box[0]) * d - x0 - grow), max(0, int(box[1]) * d - y0 - grow)
+    bx1, by1 = min(w, int(box[2]) * d - x0 + grow), min(h, int(box[3]) * d - y0 + grow)
+    own = _upsample(nuclei, (y0 + by0, y0 + by1, x0 + bx0, x0 + bx1), d, cv2.INTER_NEAREST) == label
+    if d > 1:
+        closed = cv2.morphologyEx((blue[by0:by1, bx0:bx1] > thr).astype(np.uint8), cv2.MORPH_CLOSE, close_k)
+        found = _component_holding(closed.view(bool), own)
+        if found is not None:
+            own = found[0]
+    return own, (bx0, by0)
+
+
 def _ellipse(k: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
 
 
-def _background_green(green: np.ndarray, *, step: int) -> float:
-    """The background's green level: the median of the brightest quarter (no full-resolution statistics needed)."""
-    sample = green[::step, ::step].astype(np.float32)
+def _background_green(frame: np.ndarray) -> float:
+    """The background's green level: the median of the brightest quarter of the smoothed green
+    channel, sampled every 4th pixel (the cytoplasm test is relative to it, so it is taken at
+    full resolution: a shrunk frame's estimate moves by up to a grey level and cell outlines with it)."""
+    green = cv2.sepFilter2D(cv2.extractChannel(frame, 1), cv2.CV_32F, _GAUSS_5, _GAUSS_5)
+    sample = green[::4, ::4]
     return float(np.median(sample[sample >= np.percentile(sample, 75)]))
+
+
+_GAUSS_5 = cv2.getGaussianKernel(5, 1.5, cv2.CV_32F)
 
 
 def _cell_like(
@@ -216,7 +257,8 @@ def _component_holding(mask: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, 
     hit[0] = False
     if not hit.any():
         return None
-    out = hit[labels]
+    ids = np.flatnonzero(hit)
+    out = labels == ids[0] if len(ids) == 1 else hit[labels]
     x, y, w, h = cv2.boundingRect(out.view(np.uint8))
     return out, (x, y, x + w, y + h)
 
