@@ -345,25 +345,43 @@ def crop_cell(
     if side == size:
         out[oy : oy + b.h, ox : ox + b.w] = patch
         return out
-    weights = _resize_weights(side, size, interpolation_code(interpolation))
-    wy, wx = weights[:, oy : oy + b.h], weights[:, ox : ox + b.w]
-    rows, cols = np.flatnonzero(wy.any(axis=1)), np.flatnonzero(wx.any(axis=1))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    tmp = (wy[r0:r1] @ patch.reshape(b.h, -1).astype(np.float32)).reshape(r1 - r0, b.w, 3)
-    # columns as one product: (cols × w) · (w × rows·3)
-    res = wx[c0:c1] @ tmp.transpose(1, 0, 2).reshape(b.w, -1)
-    res = res.reshape(c1 - c0, r1 - r0, 3).transpose(1, 0, 2)
+    bands = _resize_bands(side, size, interpolation_code(interpolation))
+    (r0, r1), ys, wy = _band_on(bands, oy, b.h)
+    (c0, c1), xs, wx = _band_on(bands, ox, b.w)
+    # Each output pixel takes a few source pixels per axis: gather and weigh them (no BLAS,
+    # whose threads spin on products this small and double the CPU time).
+    tmp = (patch.astype(np.float32)[ys] * wy[:, :, None, None]).sum(axis=1)  # rows × w × 3
+    res = (tmp[:, xs] * wx[None, :, :, None]).sum(axis=2)  # rows × cols × 3
     out[r0:r1, c0:c1] = np.clip(np.rint(res), 0, 255).astype(np.uint8)
     return out
 
 
 @functools.lru_cache(maxsize=16)
-def _resize_weights(side: int, size: int, code: int) -> np.ndarray:
-    """``size``×``side`` matrix W with resize(x)[j] = Σ W[j, i]·x[i] along one axis, taken from OpenCV."""
+def _resize_bands(side: int, size: int, code: int) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's resize from ``side`` to ``size`` pixels along one axis as bands: output pixel j is
+    Σₖ taps[j, k]·x[first[j] + k].  Taken from OpenCV by resizing the identity matrix."""
     w = cv2.resize(np.eye(side, dtype=np.float32), (side, size), interpolation=code)
     w[np.abs(w) < 1e-7] = 0.0
-    w.setflags(write=False)
-    return w
+    nz = w != 0
+    first = nz.argmax(axis=1)
+    width = int((side - nz[:, ::-1].argmax(axis=1) - first).max())
+    cols = np.minimum(first[:, None] + np.arange(width), side - 1)
+    taps = np.take_along_axis(w, cols, axis=1) * (first[:, None] + np.arange(width) < side)
+    return first, taps.astype(np.float32)
+
+
+def _band_on(
+    bands: tuple[np.ndarray, np.ndarray], offset: int, n: int
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
+    """The output pixels that see source pixels ``offset`` .. ``offset + n`` (range), and for each
+    its source indices into that span and their weights (zero outside it)."""
+    first, taps = bands
+    idx = first[:, None] + np.arange(taps.shape[1]) - offset
+    inside = (idx >= 0) & (idx < n)
+    weights = taps * inside
+    hit = np.flatnonzero(weights.any(axis=1))
+    j0, j1 = int(hit[0]), int(hit[-1]) + 1
+    return (j0, j1), np.clip(idx[j0:j1], 0, n - 1), weights[j0:j1]
 
 
 def segment(
