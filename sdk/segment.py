@@ -54,10 +54,12 @@ class Region:
 
 def blueness(frame: np.ndarray, *, sigma: float = 1.5) -> np.ndarray:
     """``B − (R+G)/2`` as float32, lightly smoothed (frame is H×W×3 uint8 RGB)."""
-    f = frame.astype(np.float32)
-    b = f[..., 2] - 0.5 * (f[..., 0] + f[..., 1])
+    b = cv2.transform(frame.astype(np.float32), _BLUENESS)  # exact: halves of integers
     k = 5 if sigma >= 1.0 else 3  # a shrunk frame gets the same blur in its own pixels: σ 1.5 / step
     return cv2.GaussianBlur(b, (k, k), sigma)
+
+
+_BLUENESS = np.array([[-0.5, -0.5, 1.0]], np.float32)
 
 
 def is_single_cell_image(frame: np.ndarray, *, black_level: int = SegmentParams.black_level) -> bool:
@@ -116,18 +118,22 @@ def find_cells(frame: np.ndarray, *, params: SegmentParams | None = None, source
         r = int(p.max_cell_radius_factor * np.sqrt(mom["m00"] / np.pi))
         x0, y0 = max(ex0, int(cx) - r), max(ey0, int(cy) - r)
         x1, y1 = min(ex1, int(cx) + r + 1), min(ey1, int(cy) + r + 1)
-        cell_like = _cell_like(win, blue, background_green, p, open_k)
-        seed = np.zeros_like(cell_like)
+        seed = np.zeros(blue.shape, bool)
         seed[oy : oy + own.shape[0], ox : ox + own.shape[1]] = own
+        # the cytoplasm test on the disc and the margin it needs to be exact there
+        cy0, cx0 = max(0, y0 - ey0 - margin), max(0, x0 - ex0 - margin)
+        near = (slice(cy0, y1 - ey0 + margin), slice(cx0, x1 - ex0 + margin))
+        cell_like = _cell_like(win[near], blue[near], background_green, p, open_k)
+        seed = seed[near]
         cell_like |= seed
-        sl = (slice(y0 - ey0, y1 - ey0), slice(x0 - ex0, x1 - ex0))
+        sl = (slice(y0 - ey0 - cy0, y1 - ey0 - cy0), slice(x0 - ex0 - cx0, x1 - ex0 - cx0))
         disc = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.circle(disc, (int(cx) - x0, int(cy) - y0), r, 1, -1)
         mine = cell_like[sl] & disc.astype(bool)
         if _crowded(label - 1, boxes, d, r):
             if owner is None:
                 owner = _nearest_nucleus(nuclei)
-            mine &= _upsample(owner, (ey0, ey1, ex0, ex1), d, cv2.INTER_NEAREST)[sl] == label
+            mine &= _upsample(owner, (y0, y1, x0, x1), d, cv2.INTER_NEAREST) == label
         found = _component_holding(mine, seed[sl])
         if found is None:
             continue
