@@ -3,10 +3,13 @@
 White cells are found by their stain: Romanowsky-type stains colour nuclei
 blue-violet, red cells pink-red and the background pale.  The "blueness"
 ``B − (R+G)/2`` separates them well (nuclei ≫ cytoplasm > background > red
-cells).  Nuclei seed a marker-based watershed that grows each cell into its
-cytoplasm and separates touching cells; small blue specks (platelets) are
-dropped by area.  Sizes are in pixels at the training data's magnification
-and scale with ``source_scale``.
+cells).  Nuclei are found on the frame shrunk by :func:`detection_step` (3 at
+C-NMC magnification), the whole-frame work; each nucleus and its cell are then
+outlined at full resolution in a window around it, so the outlines are those a
+full-resolution pass gives.  Touching cells are split by nearest nucleus (a
+Voronoi split, computed only where another nucleus is near); small blue specks
+(platelets) are dropped by area.  Sizes are in pixels at the training data's
+magnification and scale with ``source_scale``.  Crops: :mod:`leukedge.segment_crops`.
 
 An image that already is one segmented cell on black (C-NMC style) passes
 through as a single cell.
@@ -14,16 +17,27 @@ through as a single cell.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from leukedge.images import as_rgb8
-from leukedge.manifest import CropSpec, Preprocessing
-from leukedge.preprocess import interpolation_code
+from leukedge.manifest import Preprocessing
+from leukedge.segment_crops import crop_cell, crop_for
 from leukedge.types import BBox, Cell
+
+__all__ = [
+    "Region",
+    "SegmentParams",
+    "blueness",
+    "crop_cell",
+    "crop_for",
+    "detection_step",
+    "find_cells",
+    "is_single_cell_image",
+    "segment",
+]
 
 
 @dataclass(frozen=True)
@@ -330,66 +344,6 @@ def _single_cell_region(frame: np.ndarray, p: SegmentParams) -> list[Region]:
     return [Region(BBox(x, y, w, h), mask, int(mask.sum()))]
 
 
-def crop_cell(
-    frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int | None = None, interpolation: str = "area"
-) -> np.ndarray:
-    """The cell masked on black, centred on a square canvas of ``crop.canvas_px`` source pixels.
-
-    Returns uint8 RGB of ``out_px`` (default: the canvas size at scale 1).
-    A cell larger than the canvas is kept whole: the canvas grows to fit it.
-    The canvas is never drawn: resizing is linear and separable, so the crop is
-    ``Wy · patch · Wxᵀ`` with the rows and columns of OpenCV's own resize
-    weights that fall on the cell (equal to resizing the canvas, up to rounding).
-    """
-    b = region.bbox
-    side = max(round(crop.canvas_px / crop.source_scale), b.w, b.h)
-    ox, oy = (side - b.w) // 2, (side - b.h) // 2
-    patch = frame[b.y : b.y + b.h, b.x : b.x + b.w]
-    patch = cv2.bitwise_and(patch, patch, mask=region.mask.view(np.uint8))
-    size = out_px or crop.canvas_px
-    out = np.zeros((size, size, 3), np.uint8)
-    if side == size:
-        out[oy : oy + b.h, ox : ox + b.w] = patch
-        return out
-    bands = _resize_bands(side, size, interpolation_code(interpolation))
-    (r0, r1), ys, wy = _band_on(bands, oy, b.h)
-    (c0, c1), xs, wx = _band_on(bands, ox, b.w)
-    # Each output pixel takes a few source pixels per axis: gather and weigh them (no BLAS,
-    # whose threads spin on products this small and double the CPU time).
-    tmp = (patch.astype(np.float32)[ys] * wy[:, :, None, None]).sum(axis=1)  # rows × w × 3
-    res = (tmp[:, xs] * wx[None, :, :, None]).sum(axis=2)  # rows × cols × 3
-    out[r0:r1, c0:c1] = np.clip(np.rint(res), 0, 255).astype(np.uint8)
-    return out
-
-
-@functools.lru_cache(maxsize=16)
-def _resize_bands(side: int, size: int, code: int) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV's resize from ``side`` to ``size`` pixels along one axis as bands: output pixel j is
-    Σₖ taps[j, k]·x[first[j] + k].  Taken from OpenCV by resizing the identity matrix."""
-    w = cv2.resize(np.eye(side, dtype=np.float32), (side, size), interpolation=code)
-    w[np.abs(w) < 1e-7] = 0.0
-    nz = w != 0
-    first = nz.argmax(axis=1)
-    width = int((side - nz[:, ::-1].argmax(axis=1) - first).max())
-    cols = np.minimum(first[:, None] + np.arange(width), side - 1)
-    taps = np.take_along_axis(w, cols, axis=1) * (first[:, None] + np.arange(width) < side)
-    return first, taps.astype(np.float32)
-
-
-def _band_on(
-    bands: tuple[np.ndarray, np.ndarray], offset: int, n: int
-) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
-    """The output pixels that see source pixels ``offset`` .. ``offset + n`` (range), and for each
-    its source indices into that span and their weights (zero outside it)."""
-    first, taps = bands
-    idx = first[:, None] + np.arange(taps.shape[1]) - offset
-    inside = (idx >= 0) & (idx < n)
-    weights = taps * inside
-    hit = np.flatnonzero(weights.any(axis=1))
-    j0, j1 = int(hit[0]), int(hit[-1]) + 1
-    return (j0, j1), np.clip(idx[j0:j1], 0, n - 1), weights[j0:j1]
-
-
 def segment(
     frame: np.ndarray,
     spec: Preprocessing | None = None,
@@ -414,21 +368,3 @@ def segment(
             crop = crop_for(frame, r, crop=spec.crop, out_px=out_px, single=single, interpolation=spec.interpolation)
         cells.append(Cell(index=k, bbox=r.bbox, area=r.area, crop=crop))
     return cells
-
-
-def crop_for(
-    frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int, single: bool, interpolation: str = "area"
-) -> np.ndarray:
-    """The model crop of ``region``; a pre-segmented cell image is its own canvas and is only
-    padded to a square (with black) and resized, exactly as training data are."""
-    if not single:
-        return crop_cell(frame, region, crop=crop, out_px=out_px, interpolation=interpolation)
-    h, w = frame.shape[:2]
-    if h != w:
-        side = max(h, w)
-        sq = np.zeros((side, side, 3), np.uint8)
-        sq[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = frame
-        frame = sq
-    if frame.shape[0] == out_px:
-        return frame
-    return cv2.resize(frame, (out_px, out_px), interpolation=interpolation_code(interpolation))
