@@ -3,10 +3,13 @@
 White cells are found by their stain: Romanowsky-type stains colour nuclei
 blue-violet, red cells pink-red and the background pale.  The "blueness"
 ``B − (R+G)/2`` separates them well (nuclei ≫ cytoplasm > background > red
-cells).  Nuclei seed a marker-based watershed that grows each cell into its
-cytoplasm and separates touching cells; small blue specks (platelets) are
-dropped by area.  Sizes are in pixels at the training data's magnification
-and scale with ``source_scale``.
+cells).  Nuclei are found on the frame shrunk by :func:`detection_step` (3 at
+C-NMC magnification), the whole-frame work; each nucleus and its cell are then
+outlined at full resolution in a window around it, so the outlines are those a
+full-resolution pass gives.  Touching cells are split by nearest nucleus (a
+Voronoi split, computed only where another nucleus is near); small blue specks
+(platelets) are dropped by area.  Sizes are in pixels at the training data's
+magnification and scale with ``source_scale``.  Crops: :mod:`leukedge.segment_crops`.
 
 An image that already is one segmented cell on black (C-NMC style) passes
 through as a single cell.
@@ -20,9 +23,21 @@ import cv2
 import numpy as np
 
 from leukedge.images import as_rgb8
-from leukedge.manifest import CropSpec, Preprocessing
-from leukedge.preprocess import interpolation_code
+from leukedge.manifest import Preprocessing
+from leukedge.segment_crops import crop_cell, crop_for
 from leukedge.types import BBox, Cell
+
+__all__ = [
+    "Region",
+    "SegmentParams",
+    "blueness",
+    "crop_cell",
+    "crop_for",
+    "detection_step",
+    "find_cells",
+    "is_single_cell_image",
+    "segment",
+]
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,7 @@ class SegmentParams:
     split_min_distance: int = 30  # touching nuclei whose centres are farther apart are split
     black_level: int = 12  # "black" background of pre-segmented single-cell images
     max_cells: int = 500
+    min_merge_px: int = 5  # nuclei are searched on a frame shrunk as far as keeps merge_px this wide
 
 
 @dataclass(frozen=True)
@@ -50,11 +66,16 @@ class Region:
     area: int
 
 
-def blueness(frame: np.ndarray) -> np.ndarray:
+def blueness(frame: np.ndarray, *, sigma: float = 1.5) -> np.ndarray:
     """``B − (R+G)/2`` as float32, lightly smoothed (frame is H×W×3 uint8 RGB)."""
-    f = frame.astype(np.float32)
-    b = f[..., 2] - 0.5 * (f[..., 0] + f[..., 1])
-    return cv2.GaussianBlur(b, (5, 5), 1.5)
+    b = cv2.transform(frame.astype(np.float32), _BLUENESS)  # exact: halves of integers
+    k = 5 if sigma >= 1.0 else 3  # a shrunk frame gets the same blur in its own pixels: σ 1.5 / step
+    return cv2.GaussianBlur(b, (k, k), sigma)
+
+
+# BBDT labelling with statistics is ~3× faster than OpenCV's default here (OpenCV ≥ 4.5 has it)
+_CCL = getattr(cv2, "CCL_BBDT", cv2.CCL_DEFAULT)
+_BLUENESS = np.array([[-0.5, -0.5, 1.0]], np.float32)
 
 
 def is_single_cell_image(frame: np.ndarray, *, black_level: int = SegmentParams.black_level) -> bool:
@@ -72,31 +93,67 @@ def _channel_max(frame: np.ndarray) -> np.ndarray:
 
 
 def find_cells(frame: np.ndarray, *, params: SegmentParams | None = None, source_scale: float = 1.0) -> list[Region]:
-    """White-cell outlines in a frame (H×W×3 uint8 RGB), sorted top-to-bottom, left-to-right."""
+    """White-cell outlines in a frame (H×W×3 uint8 RGB), sorted top-to-bottom, left-to-right.
+
+    Nuclei are found on a copy of the frame shrunk by ``detection_step`` (the
+    expensive whole-frame work); each cell's outline is then traced at full
+    resolution in a window around its nucleus only.
+    """
     p = params or SegmentParams()
     frame = as_rgb8(frame)
     if is_single_cell_image(frame, black_level=p.black_level):
         return _single_cell_region(frame, p)
     s = 1.0 / source_scale
-    blue = blueness(frame)
-    nuclei, centres = _nucleus_markers(blue, p, s)
+    d = detection_step(p, source_scale)
+    small = _shrink(frame, d)
+    blue_small = blueness(small, sigma=1.5 / d)
+    thr = max(p.nucleus_blueness, _otsu(blue_small[:: max(1, 2 // d), :: max(1, 2 // d)]))
+    nuclei, centres, boxes = _nucleus_markers(blue_small, thr, p, s / d)
     if not centres:
         return []
-    cell_like = _cell_like(frame, blue, p, s) | (nuclei > 0)
-    owner = _nearest_nucleus(nuclei)
+    background_green = _background_green(frame)
+    close_k = _ellipse(max(3, round(p.merge_px * s) | 1))
+    open_k = _ellipse(max(3, round(5 * s) | 1))
+    margin = open_k.shape[0] + 3  # opening and blur reach: inside it the window sees what the frame would
+    owner: np.ndarray | None = None
+    h, w = frame.shape[:2]
     regions = []
     for label, (cx, cy, area) in enumerate(centres, start=1):
-        r = int(p.max_cell_radius_factor * np.sqrt(area / np.pi))
-        x0, y0 = max(0, int(cx) - r), max(0, int(cy) - r)
-        x1, y1 = min(frame.shape[1], int(cx) + r + 1), min(frame.shape[0], int(cy) + r + 1)
+        cx, cy, area = (cx + 0.5) * d - 0.5, (cy + 0.5) * d - 0.5, area * d * d
+        # the shrunk frame's area is within a few per cent: 10% more radius holds the cell
+        reach = int(1.1 * p.max_cell_radius_factor * np.sqrt(area / np.pi)) + d + margin
+        ex0, ey0 = max(0, int(cx) - reach), max(0, int(cy) - reach)
+        ex1, ey1 = min(w, int(cx) + reach + 1), min(h, int(cy) + reach + 1)
+        win = frame[ey0:ey1, ex0:ex1]
+        blue = blueness(win)
+        own, (ox, oy) = _nucleus_outline(blue, thr, nuclei, label, boxes[label - 1], (ey0, ex0), close_k, d)
+        mom = cv2.moments(own.view(np.uint8), binaryImage=True)
+        if mom["m00"] == 0:
+            continue
+        cx, cy = ex0 + ox + mom["m10"] / mom["m00"], ey0 + oy + mom["m01"] / mom["m00"]
+        r = int(p.max_cell_radius_factor * np.sqrt(mom["m00"] / np.pi))
+        x0, y0 = max(ex0, int(cx) - r), max(ey0, int(cy) - r)
+        x1, y1 = min(ex1, int(cx) + r + 1), min(ey1, int(cy) + r + 1)
+        seed = np.zeros(blue.shape, bool)
+        seed[oy : oy + own.shape[0], ox : ox + own.shape[1]] = own
+        # the cytoplasm test on the disc and the margin it needs to be exact there
+        cy0, cx0 = max(0, y0 - ey0 - margin), max(0, x0 - ex0 - margin)
+        near = (slice(cy0, y1 - ey0 + margin), slice(cx0, x1 - ex0 + margin))
+        cell_like = _cell_like(win[near], blue[near], background_green, p, open_k)
+        seed = seed[near]
+        cell_like |= seed
+        sl = (slice(y0 - ey0 - cy0, y1 - ey0 - cy0), slice(x0 - ex0 - cx0, x1 - ex0 - cx0))
         disc = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.circle(disc, (int(cx) - x0, int(cy) - y0), r, 1, -1)
-        mine = (owner[y0:y1, x0:x1] == label) & cell_like[y0:y1, x0:x1] & disc.astype(bool)
-        mask = _component_holding(mine, nuclei[y0:y1, x0:x1] == label)
-        if not mask.any():
+        mine = cell_like[sl] & disc.astype(bool)
+        if _crowded(label - 1, boxes, d, r):
+            if owner is None:
+                owner = _nearest_nucleus(nuclei)
+            mine &= _upsample(owner, (y0, y1, x0, x1), d, cv2.INTER_NEAREST) == label
+        found = _component_holding(mine, seed[sl])
+        if found is None:
             continue
-        ys, xs = np.nonzero(mask)
-        bx0, by0, bx1, by1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        mask, (bx0, by0, bx1, by1) = found
         m = _fill_holes(mask[by0:by1, bx0:bx1])
         if m.sum() < p.min_cell_area * s * s:
             continue
@@ -105,40 +162,148 @@ def find_cells(frame: np.ndarray, *, params: SegmentParams | None = None, source
     return regions[: p.max_cells]
 
 
-def _cell_like(frame: np.ndarray, blue: np.ndarray, p: SegmentParams, s: float) -> np.ndarray:
+def detection_step(params: SegmentParams, source_scale: float = 1.0) -> int:
+    """The factor by which nuclei are searched on a shrunk frame (1: full resolution).
+
+    Chosen so that the lobe-merging kernel stays ``min_merge_px`` wide or more
+    (at C-NMC magnification: 3, so a minimal nucleus still covers ~170 pixels).
+    """
+    return max(1, int(params.merge_px / source_scale / params.min_merge_px + 1e-6))
+
+
+def _shrink(frame: np.ndarray, d: int) -> np.ndarray:
+    if d == 1:
+        return frame
+    h, w = (frame.shape[0] // d) * d, (frame.shape[1] // d) * d  # whole d×d blocks: OpenCV's exact box average
+    # Point samples at block centres (OpenCV's linear resize at exactly 1/d): cheaper than
+    # area averaging, and the blueness is smoothed afterwards anyway.
+    return cv2.resize(frame[:h, :w], (w // d, h // d), interpolation=cv2.INTER_LINEAR)
+
+
+def _upsample(small: np.ndarray, window: tuple[int, int, int, int], d: int, code: int) -> np.ndarray:
+    """The full-resolution window (y0, y1, x0, x1) of an image shrunk by ``d``."""
+    y0, y1, x0, x1 = window
+    if d == 1:
+        return small[y0:y1, x0:x1]
+    # one shrunk pixel of context on each side, so interpolation sees the neighbours
+    sy0, sx0 = max(0, y0 // d - 1), max(0, x0 // d - 1)
+    sy1, sx1 = min(small.shape[0], (y1 - 1) // d + 2), min(small.shape[1], (x1 - 1) // d + 2)
+    up = cv2.resize(small[sy0:sy1, sx0:sx1], None, fx=d, fy=d, interpolation=code)
+    out = up[y0 - sy0 * d : y1 - sy0 * d, x0 - sx0 * d : x1 - sx0 * d]
+    short = (y1 - y0 - out.shape[0], x1 - x0 - out.shape[1])
+    if short[0] > 0 or short[1] > 0:  # the last < d rows/columns, dropped when shrinking
+        out = np.pad(out, ((0, max(0, short[0])), (0, max(0, short[1]))), mode="edge")
+    return out
+
+
+def _nucleus_outline(
+    blue: np.ndarray,
+    thr: float,
+    nuclei: np.ndarray,
+    label: int,
+    box: np.ndarray,
+    origin: tuple[int, int],
+    close_k: np.ndarray,
+    d: int,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Nucleus ``label`` of the shrunk frame outlined again at full resolution, as the whole-frame
+    detector would see it: thresholded and closed in its box grown by the closing's reach.
+
+    ``blue``: a window of the frame at ``origin`` (y, x); ``box``: x0, y0, x1, y1 in shrunk pixels.
+    Returns the mask of that grown box and the box's corner (x, y) in window pixels.
+    """
+    grow = close_k.shape[0] + 2 * d if d > 1 else 0
+    h, w = blue.shape
+    y0, x0 = origin
+    bx0, by0 = max(0, int(box[0]) * d - x0 - grow), max(0, int(box[1]) * d - y0 - grow)
+    bx1, by1 = min(w, int(box[2]) * d - x0 + grow), min(h, int(box[3]) * d - y0 + grow)
+    own = _upsample(nuclei, (y0 + by0, y0 + by1, x0 + bx0, x0 + bx1), d, cv2.INTER_NEAREST) == label
+    if d > 1:
+        closed = cv2.morphologyEx((blue[by0:by1, bx0:bx1] > thr).astype(np.uint8), cv2.MORPH_CLOSE, close_k)
+        found = _component_holding(closed.view(bool), own)
+        if found is not None:
+            own = found[0]
+    return own, (bx0, by0)
+
+
+def _ellipse(k: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+
+
+def _background_green(frame: np.ndarray) -> float:
+    """The background's green level: the median of the brightest quarter of the smoothed green
+    channel, sampled every 4th pixel (the cytoplasm test is relative to it, so it is taken at
+    full resolution: a shrunk frame's estimate moves by up to a grey level and cell outlines with it)."""
+    green = cv2.sepFilter2D(cv2.extractChannel(frame, 1), cv2.CV_32F, _GAUSS_5, _GAUSS_5)
+    sample = green[::4, ::4]
+    return float(np.median(sample[sample >= np.percentile(sample, 75)]))
+
+
+_GAUSS_5 = cv2.getGaussianKernel(5, 1.5, cv2.CV_32F)
+
+
+def _cell_like(
+    win: np.ndarray, blue: np.ndarray, background_green: float, p: SegmentParams, open_k: np.ndarray
+) -> np.ndarray:
     """Pixels that may be a white cell's cytoplasm: darker than the background and not red."""
-    green = cv2.GaussianBlur(frame[..., 1].astype(np.float32), (5, 5), 1.5)
-    sample = green[::4, ::4]  # the background level needs no full-resolution statistics
-    background_green = float(np.median(sample[sample >= np.percentile(sample, 75)]))
+    green = cv2.GaussianBlur(win[..., 1].astype(np.float32), (5, 5), 1.5)
     mask = ((background_green - green > p.cytoplasm_darkness) & (blue > p.cytoplasm_blueness)).astype(np.uint8)
-    k = max(3, round(5 * s) | 1)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    return mask.astype(bool)
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, open_k).astype(bool)
 
 
-def _component_holding(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """The union of the connected components of ``mask`` that overlap ``seed``."""
-    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    hit = np.unique(labels[seed & mask])
-    hit = hit[hit > 0]
-    return np.isin(labels, hit)
+def _crowded(i: int, boxes: np.ndarray, d: int, r: int) -> bool:
+    """Whether another nucleus may be nearer than nucleus ``i`` to some pixel of its disc.
+
+    Only then the Voronoi split can change the cell; for lone cells it is skipped.
+    A pixel in the disc is within ``r`` of the centre and within ``r`` + the
+    nucleus's half-diagonal of its own nucleus, so any rival lies within
+    ``2r`` + half-diagonal of the centre (``boxes``: x0, y0, x1, y1 in shrunk pixels).
+    """
+    if len(boxes) < 2:
+        return False
+    b = boxes.astype(np.float64) * d
+    cx, cy = (b[i, 0] + b[i, 2]) / 2, (b[i, 1] + b[i, 3]) / 2
+    reach = 2 * r + 0.5 * np.hypot(b[i, 2] - b[i, 0], b[i, 3] - b[i, 1]) + 2 * d
+    dx = np.maximum(0, np.maximum(b[:, 0] - cx, cx - b[:, 2]))
+    dy = np.maximum(0, np.maximum(b[:, 1] - cy, cy - b[:, 3]))
+    near = np.hypot(dx, dy) <= reach
+    near[i] = False
+    return bool(near.any())
 
 
-def _nucleus_markers(blue: np.ndarray, p: SegmentParams, s: float) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
-    """Label image of nuclei (int32, 0 = none; lobes merged) and each nucleus's centre and area."""
-    thr = max(p.nucleus_blueness, _otsu(blue))
+def _component_holding(mask: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """The union of the connected components of ``mask`` that overlap ``seed``, and its box
+    (x0, y0, x1, y1); None when the seed touches none."""
+    n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+    hit = np.bincount(labels[seed & mask], minlength=n) > 0
+    hit[0] = False
+    if not hit.any():
+        return None
+    ids = np.flatnonzero(hit)
+    out = labels == ids[0] if len(ids) == 1 else hit[labels]
+    x, y, w, h = cv2.boundingRect(out.view(np.uint8))
+    return out, (x, y, x + w, y + h)
+
+
+def _nucleus_markers(
+    blue: np.ndarray, thr: float, p: SegmentParams, s: float
+) -> tuple[np.ndarray, list[tuple[float, float, int]], np.ndarray]:
+    """Label image of nuclei (int32, 0 = none; lobes merged), each nucleus's centre and area, and
+    their boxes (x0, y0, x1, y1); ``s`` is pixels of ``blue`` per pixel at C-NMC magnification."""
     mask = (blue > thr).astype(np.uint8)
-    k = max(3, round(p.merge_px * s) | 1)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    n, labels, st, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _ellipse(max(3, round(p.merge_px * s) | 1)))
+    n, labels, st, centroids = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, _CCL)
     min_area = p.min_nucleus_area * s * s
     keep = np.zeros(n, dtype=np.int32)
     centres = []
+    boxes = []
     for i in range(1, n):
         if st[i, cv2.CC_STAT_AREA] >= min_area:
             centres.append((float(centroids[i][0]), float(centroids[i][1]), int(st[i, cv2.CC_STAT_AREA])))
+            x, y, bw, bh = (int(v) for v in st[i, :4])
+            boxes.append((x, y, x + bw, y + bh))
             keep[i] = len(centres)
-    return keep[labels], centres
+    return keep[labels], centres, np.array(boxes, dtype=np.int64).reshape(-1, 4)
 
 
 def _nearest_nucleus(nuclei: np.ndarray) -> np.ndarray:
@@ -157,7 +322,7 @@ def _nearest_nucleus(nuclei: np.ndarray) -> np.ndarray:
 
 
 def _otsu(blue: np.ndarray) -> float:
-    b8 = np.clip(blue[::2, ::2], 0, 255).astype(np.uint8)
+    b8 = np.clip(blue, 0, 255).astype(np.uint8)
     t, _ = cv2.threshold(b8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(t)
 
@@ -179,26 +344,6 @@ def _single_cell_region(frame: np.ndarray, p: SegmentParams) -> list[Region]:
     x, y, w, h = (int(v) for v in st[biggest, :4])
     mask = _fill_holes(labels[y : y + h, x : x + w] == biggest)
     return [Region(BBox(x, y, w, h), mask, int(mask.sum()))]
-
-
-def crop_cell(
-    frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int | None = None, interpolation: str = "area"
-) -> np.ndarray:
-    """The cell masked on black, centred on a square canvas of ``crop.canvas_px`` source pixels.
-
-    Returns uint8 RGB of ``out_px`` (default: the canvas size at scale 1).
-    A cell larger than the canvas is kept whole: the canvas grows to fit it.
-    """
-    b = region.bbox
-    side = max(round(crop.canvas_px / crop.source_scale), b.w, b.h)
-    canvas = np.zeros((side, side, 3), np.uint8)
-    ox, oy = (side - b.w) // 2, (side - b.h) // 2
-    patch = frame[b.y : b.y + b.h, b.x : b.x + b.w]
-    canvas[oy : oy + b.h, ox : ox + b.w][region.mask] = patch[region.mask]
-    size = out_px or crop.canvas_px
-    if side != size:
-        canvas = cv2.resize(canvas, (size, size), interpolation=interpolation_code(interpolation))
-    return canvas
 
 
 def segment(
@@ -225,21 +370,3 @@ def segment(
             crop = crop_for(frame, r, crop=spec.crop, out_px=out_px, single=single, interpolation=spec.interpolation)
         cells.append(Cell(index=k, bbox=r.bbox, area=r.area, crop=crop))
     return cells
-
-
-def crop_for(
-    frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int, single: bool, interpolation: str = "area"
-) -> np.ndarray:
-    """The model crop of ``region``; a pre-segmented cell image is its own canvas and is only
-    padded to a square (with black) and resized, exactly as training data are."""
-    if not single:
-        return crop_cell(frame, region, crop=crop, out_px=out_px, interpolation=interpolation)
-    h, w = frame.shape[:2]
-    if h != w:
-        side = max(h, w)
-        sq = np.zeros((side, side, 3), np.uint8)
-        sq[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = frame
-        frame = sq
-    if frame.shape[0] == out_px:
-        return frame
-    return cv2.resize(frame, (out_px, out_px), interpolation=interpolation_code(interpolation))

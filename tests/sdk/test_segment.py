@@ -107,3 +107,46 @@ def test_source_scale_maps_magnification() -> None:
 def test_large_frame_works_in_bounded_time_and_memory() -> None:
     frame, truth = make_smear_frame(8, width=3840, height=2160, cells=12)
     assert len(find_cells(frame)) == len(truth)
+
+
+def test_detection_step_follows_magnification() -> None:
+    from leukedge.segment import SegmentParams, detection_step
+
+    assert detection_step(SegmentParams()) == 3  # C-NMC magnification: merge kernel 15 px -> 5 px
+    assert detection_step(SegmentParams(), source_scale=2.0) == 1  # cells half as big: full resolution
+    assert detection_step(SegmentParams(min_merge_px=100)) == 1
+
+
+def test_shrunk_detection_gives_the_full_resolution_outlines() -> None:
+    """Nuclei found on the shrunk frame, outlines traced at full resolution: the same cells as a
+    full-resolution pass (``min_merge_px`` large forces step 1), touching ones included."""
+    from leukedge.segment import SegmentParams
+
+    frame, _ = make_smear_frame(5, width=1280, height=720, cells=6, touching=2)
+    fast = find_cells(frame)
+    full = find_cells(frame, params=SegmentParams(min_merge_px=100))
+    assert len(fast) == len(full) >= 5
+    for a, b in zip(fast, full):
+        assert a.bbox.iou(b.bbox) > 0.97
+        assert abs(a.area - b.area) <= 0.02 * b.area
+
+
+@pytest.mark.parametrize("interpolation", ["area", "linear", "cubic", "nearest"])
+def test_crop_equals_resizing_the_drawn_canvas(interpolation: str) -> None:
+    """The crop builder skips drawing the canvas; it must give what resizing the canvas gives."""
+    import cv2
+
+    from leukedge.preprocess import interpolation_code
+    from leukedge.segment import crop_cell
+
+    frame, _ = make_smear_frame(11, width=1000, height=700, cells=3)
+    spec = CropSpec(canvas_px=450, source_scale=1.0)
+    for r in find_cells(frame):
+        b = r.bbox
+        canvas = np.zeros((450, 450, 3), np.uint8)
+        ox, oy = (450 - b.w) // 2, (450 - b.h) // 2
+        canvas[oy : oy + b.h, ox : ox + b.w][r.mask] = frame[b.y : b.y + b.h, b.x : b.x + b.w][r.mask]
+        want = cv2.resize(canvas, (128, 128), interpolation=interpolation_code(interpolation))
+        got = crop_cell(frame, r, crop=spec, out_px=128, interpolation=interpolation)
+        assert got.shape == want.shape and got.dtype == np.uint8
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # float rounding only
