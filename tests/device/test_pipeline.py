@@ -229,13 +229,19 @@ def test_a_live_source_that_never_delivers_trips_the_watchdog() -> None:
     assert time.perf_counter() - t0 < 5
 
 
+def _new_leukedge_threads(before: set) -> list:
+    """leukedge threads started since ``before`` and still alive (other tests' daemon threads aside)."""
+    return [t for t in threading.enumerate() if t not in before and t.is_alive() and t.name.startswith("leukedge-")]
+
+
 def test_a_bundle_whose_manifest_does_not_match_its_model_fails_at_start(mismatched_bundle) -> None:
     runtime = open_runtime(mismatched_bundle, backend="onnxruntime", precision="fp32")
     src = make_source(SMALL_SYNTHETIC + "&frames=1")
     pipe = Pipeline(src, runtime, preprocess="cpu")
+    before = set(threading.enumerate())
     with pytest.raises(BundleError, match="does not match its manifest"):
         pipe.start()
-    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("leukedge-"))
+    assert not _new_leukedge_threads(before)
 
 
 def test_forced_cuda_preprocessing_without_a_device_fails_before_anything_runs(monkeypatch, smear_frames) -> None:
@@ -272,7 +278,8 @@ def test_a_sink_that_cannot_open_releases_the_models_and_the_source(smear_frames
 
     src = ListSource(smear_frames)
     pipe = Pipeline(src, SlowRuntime(), preprocess="cpu", sinks=SinkSet([Unopenable()]))
+    before = set(threading.enumerate())
     with pytest.raises(InvalidInputError, match="port 8080"):
         pipe.start()
     assert not src._opened
-    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("leukedge-"))
+    assert not _new_leukedge_threads(before)
