@@ -72,7 +72,11 @@ class JsonlSink(_FileSink):
 
     def open(self) -> None:
         super().open()
-        self._w = JsonlWriter(self.path, append=self.append)
+        try:
+            self._w = JsonlWriter(self.path, append=self.append)
+        except BaseException:  # e.g. refusing to append: stop the crop writer it started
+            self._close_crops()
+            raise
 
     def write(self, result: FrameResult) -> None:
         if self._w is None:
@@ -99,7 +103,11 @@ class CsvSink(_FileSink):
 
     def open(self) -> None:
         super().open()
-        self._w = CsvWriter(self.path, self.columns, append=self.append)
+        try:
+            self._w = CsvWriter(self.path, self.columns, append=self.append)
+        except BaseException:  # e.g. refusing to append: stop the crop writer it started
+            self._close_crops()
+            raise
 
     def write(self, result: FrameResult) -> None:
         if self._w is None:

@@ -99,6 +99,7 @@ def test_appending_to_a_csv_with_other_columns_is_refused(tmp_path, rng) -> None
     store = CropStore(tmp_path / "crops", (0.4, 0.6))
     with pytest.raises(InvalidInputError, match="cannot append"):
         CsvSink(path, "m", append=True, crops=store).open()
+    assert store._thread is None  # the refused sink left no crop-writer thread behind
     with CsvSink(path, "m", append=True) as sink:  # same columns: appends below, no second header
         sink.write(frame(1, some_cells(rng, 1)))
     assert [r["frame"] for r in iter_csv(path)] == [0, 1]
