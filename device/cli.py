@@ -6,11 +6,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
+from leukedge.device.runtime_options import runtime_options
 from leukedge.errors import InvalidInputError
 from leukedge.sinks.options import sink_options
-
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "keras")
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
 @click.command()
@@ -28,8 +26,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 @sink_options
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after screening this many frames.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@runtime_options
 @click.option(
     "--preprocess",
     type=click.Choice(("auto", "cuda", "cpu")),

@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 import click
 
+from leukedge.device.runtime_options import runtime_options
 from leukedge.errors import PartialFailure
 
 
@@ -21,20 +22,7 @@ from leukedge.errors import PartialFailure
     required=True,
     help="Results file: .csv, .jsonl or .parquet (one row per cell).",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "onnxruntime", "tensorrt", "keras"]),
-    default="auto",
-    show_default=True,
-    help="auto: TensorRT where it is usable (Jetson), else ONNX Runtime; Keras for an .h5.",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "int8"]),
-    default="auto",
-    show_default=True,
-    help="auto: INT8 if the bundle's INT8 model passed its acceptance gate, else FP32 (FP16 on TensorRT).",
-)
+@runtime_options
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Cells per inference.")
 @click.option(
     "--workers",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from leukedge.device.runtime_options import runtime_options
 from leukedge.manifest import LOG_APPLY_AT, LogSpec
 
 
@@ -148,8 +149,7 @@ def train(
     "--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), help="Write JSON + HTML here."
 )
 @click.option("--baselines", is_flag=True, help="Also fit and score KNN, SVM and area-only baselines.")
-@click.option("--backend", default="auto", show_default=True, help="auto, keras, onnxruntime or tensorrt.")
-@click.option("--precision", default="auto", show_default=True, help="auto, fp32, fp16 or int8.")
+@runtime_options
 @click.option("--batch-size", default=32, show_default=True)
 @click.option(
     "--subjects",
