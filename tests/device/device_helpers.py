@@ -14,11 +14,14 @@ borders, weights and layout are tested here, and the ``gpu`` tests add nvcc.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
+import importlib.util
 import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -149,3 +152,14 @@ if __name__ == "__main__":  # python -m tests.device.device_helpers BUNDLE_DIR (
 
     made = tiny_bundle(Path(sys.argv[1]))
     print(f"tiny test bundle: {made}")
+
+
+@functools.lru_cache(maxsize=None)
+def score_bundles() -> ModuleType:
+    """``benchmarks/score_bundle.py`` (the small bundles the scoring tests and benchmark use), as a module."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "score_bundle.py"
+    spec = importlib.util.spec_from_file_location("score_bundle", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -17,17 +16,14 @@ from PIL import Image
 
 from leukedge.device.scoring import read_results, score_files
 from leukedge.synthetic import make_cell_image, make_smear_frame
+from tests.device.device_helpers import score_bundles
 
-REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("onnx", reason="the test bundle is written with onnx")
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("score_bundle", REPO / "benchmarks" / "score_bundle.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build_onnx_bundle(tmp_path_factory.mktemp("bundle"))
+    return score_bundles().build_onnx_bundle(tmp_path_factory.mktemp("bundle"))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -18,26 +17,19 @@ from leukedge.errors import InvalidInputError
 from leukedge.images import read_image
 from leukedge.segment import segment
 from leukedge.synthetic import make_cell_image, make_smear_frame
+from tests.device.device_helpers import score_bundles
 
-REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("onnx", reason="the test bundle is written with onnx")
-
-
-def _load_helper():
-    spec = importlib.util.spec_from_file_location("score_bundle", REPO / "benchmarks" / "score_bundle.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    return _load_helper().build_onnx_bundle(tmp_path_factory.mktemp("bundle"))
+    return score_bundles().build_onnx_bundle(tmp_path_factory.mktemp("bundle"))
 
 
 @pytest.fixture(scope="module")
 def other_bundle(tmp_path_factory):
-    return _load_helper().build_onnx_bundle(tmp_path_factory.mktemp("other"), seed=1, int8=False)
+    return score_bundles().build_onnx_bundle(tmp_path_factory.mktemp("other"), seed=1, int8=False)
 
 
 def _save(path: Path, img: np.ndarray) -> Path:

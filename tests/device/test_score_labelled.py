@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 from pathlib import Path
 
@@ -13,21 +12,13 @@ import pytest
 from leukedge.device.scoring import read_results, score_files, score_labelled
 from leukedge.device.scoring.progress import Progress
 from leukedge.errors import InvalidInputError
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _helper():
-    spec = importlib.util.spec_from_file_location("score_bundle", REPO / "benchmarks" / "score_bundle.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.device.device_helpers import score_bundles
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     pytest.importorskip("onnx", reason="the test bundle is written with onnx")
-    return _helper().build_onnx_bundle(tmp_path_factory.mktemp("bundle"))
+    return score_bundles().build_onnx_bundle(tmp_path_factory.mktemp("bundle"))
 
 
 def test_labelled_scores_match_score_files_and_carry_labels(synthetic_cells, bundle, tmp_path) -> None:
@@ -84,7 +75,7 @@ def test_keras_h5_onnx_and_int8_score_alike(synthetic_cells, tmp_path) -> None:
     """What evaluate relies on: one path for the .h5, its FP32 ONNX and its INT8 ONNX."""
     pytest.importorskip("tensorflow")
     pytest.importorskip("tf2onnx")
-    b = _helper().build_keras_bundle(tmp_path / "kb")
+    b = score_bundles().build_keras_bundle(tmp_path / "kb")
     h5 = score_labelled([synthetic_cells], b.root / "model.h5", workers=0, batch_size=32)
     fp32 = score_labelled([synthetic_cells], b.root, backend="onnxruntime", precision="fp32", workers=1)
     int8 = score_labelled([synthetic_cells], b.root, backend="onnxruntime", precision="int8", workers=1)
