@@ -70,6 +70,13 @@ def _wait_for_progress(out: Path, proc: subprocess.Popen, timeout: float) -> Non
         time.sleep(0.02)
 
 
+def _wait_for_first_output(out: Path, proc: subprocess.Popen, timeout: float) -> None:
+    """Until the run has written its first results, or ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while _marker(out) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -97,11 +104,11 @@ def test_sigkill_then_resume_yields_every_input_exactly_once(inputs, bundle, tmp
     logs: list = []
     for k in range(kills):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        if k == 0:
-            time.sleep(float(rng.uniform(0.05, 0.8)))  # during start-up, or early in the scoring
+        if k == 0:  # during start-up, or as the first results land (a calm machine scores 300 cells in < 1 s)
+            _wait_for_first_output(out, proc, float(rng.uniform(0.05, 0.8)))
         else:
             _wait_for_progress(out, proc, float(rng.uniform(0.8, 3.0)))  # then kill at a random moment
-            time.sleep(float(rng.uniform(0.0, 0.2)))
+            time.sleep(float(rng.uniform(0.0, 0.05)))
         workers = _children(proc.pid)
         proc.send_signal(signal.SIGKILL)
         output, _ = proc.communicate()
