@@ -1,5 +1,10 @@
 """The pipeline's four kinds of thread: capture, segment (×K), classify (batches) and results.
 
+With CPU preprocessing the segment workers also preprocess their frame's crops
+(the issue's "preprocess and segment" stage), so the classify thread only
+runs the model and the CPU the LoG takes overlaps with inference; the CUDA
+LoG runs in the classify thread, which owns the CUDA context.
+
 A mixin of :class:`leukedge.device.pipeline.Pipeline`, which owns the
 queues, events and counters these bodies use; split out to keep the control
 surface (start/stop/results) apart from the thread loops.
@@ -26,6 +31,7 @@ from leukedge.device.sources.base import Frame, FrameSource
 from leukedge.device.stats import PipelineStats
 from leukedge.errors import LeukedgeError
 from leukedge.manifest import Preprocessing
+from leukedge.preprocess import preprocess
 from leukedge.segment import SegmentParams, segment
 from leukedge.sinks.base import SinkSet
 from leukedge.types import Cell, FrameResult
@@ -54,12 +60,29 @@ def lower_thread_priority(niceness: int) -> None:
 
 @dataclass
 class Job:
-    """One frame on its way through: its cells (with crops) and, filled in batches, their p_all."""
+    """One frame on its way through: its cells (with crops), their model inputs when a segment
+    worker preprocessed them, and, filled in batches, their p_all."""
 
     seq: int
     frame: Frame
     cells: List[Cell]
+    inputs: Optional[np.ndarray] = None
     p_all: List[float] = field(default_factory=list)
+
+
+def _gather_inputs(items: List[Tuple[Job, int]]) -> np.ndarray:
+    """The model inputs of ``items`` as one batch: a frame's rows are consecutive, so the batch is
+    a few slices joined (or a whole frame's array as it is)."""
+    runs: List[Tuple[Job, int, int]] = []
+    for job, i in items:
+        if runs and runs[-1][0] is job and runs[-1][2] == i:
+            runs[-1] = (job, runs[-1][1], i + 1)
+        else:
+            runs.append((job, i, i + 1))
+    parts = [job.inputs[a:b] for job, a, b in runs]  # type: ignore[index]
+    if len(parts) == 1 and len(parts[0]) == len(runs[0][0].inputs):  # type: ignore[arg-type]
+        return parts[0]
+    return np.concatenate(parts)
 
 
 class Stages:
@@ -192,8 +215,13 @@ class Stages:
                     continue
                 t0 = time.perf_counter()
                 cells = segment(frame.image, self.spec, params=self.segment_params)
-                self.stats_.add_busy("segment", time.perf_counter() - t0)
-                if not self._put(self._jobs_q, Job(seq, frame, cells)):
+                t1 = time.perf_counter()
+                self.stats_.add_busy("segment", t1 - t0)
+                inputs = None
+                if cells and self.preprocess_kind == "cpu":
+                    inputs = preprocess([c.crop for c in cells], self.spec)
+                    self.stats_.add_busy("preprocess", time.perf_counter() - t1)
+                if not self._put(self._jobs_q, Job(seq, frame, cells, inputs)):
                     break
         finally:
             self._put(self._jobs_q, END, must=True)
@@ -257,11 +285,14 @@ class Stages:
 
     def _classify(self, prep: Any, items: List[Tuple[Job, int]]) -> None:
         t0 = time.perf_counter()
-        batch = prep.prepare([job.cells[i].crop for job, i in items])
+        if items[0][0].inputs is not None:  # preprocessed by the segment workers
+            batch = _gather_inputs(items)
+        else:
+            batch = prep.prepare([job.cells[i].crop for job, i in items])
+            self.stats_.add_busy("preprocess", time.perf_counter() - t0)
         t1 = time.perf_counter()
         p = self.runtime.p_all(batch)
         t2 = time.perf_counter()
-        self.stats_.add_busy("preprocess", t1 - t0)
         self.stats_.add_busy("classify", t2 - t1)
         self.stats_.add_batch(len(items))
         for (job, i), value in zip(items, np.asarray(p, dtype=np.float64)):

@@ -3,12 +3,12 @@
 White cells are found by their stain: Romanowsky-type stains colour nuclei
 blue-violet, red cells pink-red and the background pale.  The "blueness"
 ``B − (R+G)/2`` separates them well (nuclei ≫ cytoplasm > background > red
-cells).  Nuclei are found on the frame shrunk by :func:`detection_step` (3 at
-C-NMC magnification), the whole-frame work; each nucleus and its cell are then
-outlined at full resolution in a window around it, so the outlines are those a
-full-resolution pass gives.  Touching cells are split by nearest nucleus (a
-Voronoi split, computed only where another nucleus is near); small blue specks
-(platelets) are dropped by area.  Sizes are in pixels at the training data's
+cells).  Everything is found on the frame shrunk by :func:`detection_step` (3 at
+C-NMC magnification: one pixel in nine); each cell's outline is then scaled back
+to frame pixels (linear interpolation, cut at half), so it is smooth and within
+about a frame pixel of a full-resolution pass.  Touching cells are split by
+nearest nucleus (a Voronoi split, computed only for a cell that reaches into
+another's disc); small blue specks (platelets) are dropped by area.  Sizes are in pixels at the training data's
 magnification and scale with ``source_scale``.  Crops: :mod:`leukedge.segment_crops`.
 
 An image that already is one segmented cell on black (C-NMC style) passes
@@ -54,7 +54,7 @@ class SegmentParams:
     split_min_distance: int = 30  # touching nuclei whose centres are farther apart are split
     black_level: int = 12  # "black" background of pre-segmented single-cell images
     max_cells: int = 500
-    min_merge_px: int = 5  # nuclei are searched on a frame shrunk as far as keeps merge_px this wide
+    min_merge_px: int = 5  # cells are found on a frame shrunk as far as keeps merge_px this wide
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,13 @@ def blueness(frame: np.ndarray, *, sigma: float = 1.5) -> np.ndarray:
     return cv2.GaussianBlur(b, (k, k), sigma)
 
 
-# BBDT labelling with statistics is ~3× faster than OpenCV's default here (OpenCV ≥ 4.5 has it)
-_CCL = getattr(cv2, "CCL_BBDT", cv2.CCL_DEFAULT)
 _BLUENESS = np.array([[-0.5, -0.5, 1.0]], np.float32)
 
 
 def is_single_cell_image(frame: np.ndarray, *, black_level: int = SegmentParams.black_level) -> bool:
     """True for a C-NMC-style image: one cell on a black background touching all four borders."""
     border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])
-    if (border.max(axis=1) <= black_level).mean() <= 0.95:
+    if (_channel_max(border) <= black_level).mean() <= 0.95:
         return False  # cheap exit for ordinary frames
     dark = _channel_max(frame) <= black_level
     # Small C-NMC cells cover ~4% of their canvas; 0.5% still rules out an empty black frame.
@@ -95,75 +93,61 @@ def _channel_max(frame: np.ndarray) -> np.ndarray:
 def find_cells(frame: np.ndarray, *, params: SegmentParams | None = None, source_scale: float = 1.0) -> list[Region]:
     """White-cell outlines in a frame (H×W×3 uint8 RGB), sorted top-to-bottom, left-to-right.
 
-    Nuclei are found on a copy of the frame shrunk by ``detection_step`` (the
-    expensive whole-frame work); each cell's outline is then traced at full
-    resolution in a window around its nucleus only.
+    Everything is found on a copy of the frame shrunk by ``detection_step``;
+    each outline is then scaled back up (linear interpolation, half threshold)
+    so masks and boxes are in frame pixels.
     """
     p = params or SegmentParams()
     frame = as_rgb8(frame)
-    if is_single_cell_image(frame, black_level=p.black_level):
+    return _find_cells(frame, p, source_scale, is_single_cell_image(frame, black_level=p.black_level))
+
+
+def _find_cells(frame: np.ndarray, p: SegmentParams, source_scale: float, single: bool) -> list[Region]:
+    if single:
         return _single_cell_region(frame, p)
     s = 1.0 / source_scale
     d = detection_step(p, source_scale)
     small = _shrink(frame, d)
-    blue_small = blueness(small, sigma=1.5 / d)
-    thr = max(p.nucleus_blueness, _otsu(blue_small[:: max(1, 2 // d), :: max(1, 2 // d)]))
-    nuclei, centres, boxes = _nucleus_markers(blue_small, thr, p, s / d)
+    blue = blueness(small, sigma=1.5 / d)
+    thr = max(p.nucleus_blueness, _otsu(blue))
+    nuclei, centres, boxes = _nucleus_markers(blue, thr, p, s / d)
     if not centres:
         return []
-    background_green = _background_green(frame)
-    close_k = _ellipse(max(3, round(p.merge_px * s) | 1))
-    open_k = _ellipse(max(3, round(5 * s) | 1))
-    margin = open_k.shape[0] + 3  # opening and blur reach: inside it the window sees what the frame would
-    owner: np.ndarray | None = None
-    h, w = frame.shape[:2]
+    cell_like = _cell_like(small, blue, p, open_px=5 * s / d, sigma=1.5 / d)
+    cell_like |= (nuclei > 0).view(np.uint8)
+    sh, sw = nuclei.shape
+    xy = np.array([(cx, cy) for cx, cy, _ in centres])
+    radii = np.array([int(p.max_cell_radius_factor * np.sqrt(a / np.pi)) + 1 for _, _, a in centres])
     regions = []
-    for label, (cx, cy, area) in enumerate(centres, start=1):
-        cx, cy, area = (cx + 0.5) * d - 0.5, (cy + 0.5) * d - 0.5, area * d * d
-        # the shrunk frame's area is within a few per cent: 10% more radius holds the cell
-        reach = int(1.1 * p.max_cell_radius_factor * np.sqrt(area / np.pi)) + d + margin
-        ex0, ey0 = max(0, int(cx) - reach), max(0, int(cy) - reach)
-        ex1, ey1 = min(w, int(cx) + reach + 1), min(h, int(cy) + reach + 1)
-        win = frame[ey0:ey1, ex0:ex1]
-        blue = blueness(win)
-        own, (ox, oy) = _nucleus_outline(blue, thr, nuclei, label, boxes[label - 1], (ey0, ex0), close_k, d)
-        mom = cv2.moments(own.view(np.uint8), binaryImage=True)
-        if mom["m00"] == 0:
-            continue
-        cx, cy = ex0 + ox + mom["m10"] / mom["m00"], ey0 + oy + mom["m01"] / mom["m00"]
-        r = int(p.max_cell_radius_factor * np.sqrt(mom["m00"] / np.pi))
-        x0, y0 = max(ex0, int(cx) - r), max(ey0, int(cy) - r)
-        x1, y1 = min(ex1, int(cx) + r + 1), min(ey1, int(cy) + r + 1)
-        seed = np.zeros(blue.shape, bool)
-        seed[oy : oy + own.shape[0], ox : ox + own.shape[1]] = own
-        # the cytoplasm test on the disc and the margin it needs to be exact there
-        cy0, cx0 = max(0, y0 - ey0 - margin), max(0, x0 - ex0 - margin)
-        near = (slice(cy0, y1 - ey0 + margin), slice(cx0, x1 - ex0 + margin))
-        cell_like = _cell_like(win[near], blue[near], background_green, p, open_k)
-        seed = seed[near]
-        cell_like |= seed
-        sl = (slice(y0 - ey0 - cy0, y1 - ey0 - cy0), slice(x0 - ex0 - cx0, x1 - ex0 - cx0))
+    for i, ((cx, cy), r) in enumerate(zip(xy.tolist(), radii.tolist())):
+        label = i + 1
+        x0, y0 = max(0, int(cx) - r), max(0, int(cy) - r)
+        x1, y1 = min(sw, int(cx) + r + 2), min(sh, int(cy) + r + 2)
         disc = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.circle(disc, (int(cx) - x0, int(cy) - y0), r, 1, -1)
-        mine = cell_like[sl] & disc.astype(bool)
-        if _crowded(label - 1, boxes, d, r):
-            if owner is None:
-                owner = _nearest_nucleus(nuclei)
-            mine &= _upsample(owner, (y0, y1, x0, x1), d, cv2.INTER_NEAREST) == label
-        found = _component_holding(mine, seed[sl])
+        cv2.circle(disc, (round(cx) - x0, round(cy) - y0), r, 1, -1)
+        mine = cell_like[y0:y1, x0:x1] & disc
+        seed = nuclei[y0:y1, x0:x1] == label
+        found = _component_holding(mine.view(bool), seed)
+        if found is not None and _reaches_another_disc(i, found, (x0, y0), xy, radii):
+            # touching cells: split the cytoplasm between them by nearest nucleus, in the cell's box
+            # (the split only removes pixels, so none outside the cell can join it)
+            bx0, by0, bx1, by1 = found[1]
+            box = (y0 + by0, y0 + by1, x0 + bx0, x0 + bx1)
+            split = np.zeros_like(mine)
+            split[by0:by1, bx0:bx1] = _nearer_own_nucleus(nuclei, label, (cx, cy), r, boxes[i], box)
+            found = _component_holding((mine & split).view(bool), seed)
         if found is None:
             continue
         mask, (bx0, by0, bx1, by1) = found
-        m = _fill_holes(mask[by0:by1, bx0:bx1])
-        if m.sum() < p.min_cell_area * s * s:
-            continue
-        regions.append(Region(BBox(int(x0 + bx0), int(y0 + by0), int(bx1 - bx0), int(by1 - by0)), m, int(m.sum())))
+        full = _to_frame(_fill_holes(mask[by0:by1, bx0:bx1], 255), (x0 + bx0, y0 + by0), d, frame.shape[:2])
+        if full is not None and full.area >= p.min_cell_area * s * s:
+            regions.append(full)
     regions.sort(key=lambda r: (r.bbox.y, r.bbox.x))
     return regions[: p.max_cells]
 
 
 def detection_step(params: SegmentParams, source_scale: float = 1.0) -> int:
-    """The factor by which nuclei are searched on a shrunk frame (1: full resolution).
+    """The factor by which the frame is shrunk to find cells (1: full resolution).
 
     Chosen so that the lobe-merging kernel stays ``min_merge_px`` wide or more
     (at C-NMC magnification: 3, so a minimal nucleus still covers ~170 pixels).
@@ -174,101 +158,97 @@ def detection_step(params: SegmentParams, source_scale: float = 1.0) -> int:
 def _shrink(frame: np.ndarray, d: int) -> np.ndarray:
     if d == 1:
         return frame
-    h, w = (frame.shape[0] // d) * d, (frame.shape[1] // d) * d  # whole d×d blocks: OpenCV's exact box average
-    # Point samples at block centres (OpenCV's linear resize at exactly 1/d): cheaper than
-    # area averaging, and the blueness is smoothed afterwards anyway.
-    return cv2.resize(frame[:h, :w], (w // d, h // d), interpolation=cv2.INTER_LINEAR)
+    # One point sample per d×d block, its centre pixel (for odd d what a linear resize to exactly
+    # 1/d gives, at half its cost): the blueness is smoothed afterwards anyway.
+    c = d // 2
+    sh, sw = (frame.shape[0] - c) // d, (frame.shape[1] - c) // d
+    return cv2.resize(frame[c : c + sh * d, c : c + sw * d], (sw, sh), interpolation=cv2.INTER_NEAREST)
 
 
-def _upsample(small: np.ndarray, window: tuple[int, int, int, int], d: int, code: int) -> np.ndarray:
-    """The full-resolution window (y0, y1, x0, x1) of an image shrunk by ``d``."""
-    y0, y1, x0, x1 = window
+def _to_frame(mask: np.ndarray, origin: tuple[int, int], d: int, shape: tuple[int, int]) -> Region | None:
+    """A mask of the shrunk frame (uint8 0/255) at ``origin`` (x, y) as a Region in frame pixels:
+    scaled up by ``d`` with linear interpolation and cut at half, so the outline is smooth, not blocky."""
+    x, y = origin
     if d == 1:
-        return small[y0:y1, x0:x1]
-    # one shrunk pixel of context on each side, so interpolation sees the neighbours
-    sy0, sx0 = max(0, y0 // d - 1), max(0, x0 // d - 1)
-    sy1, sx1 = min(small.shape[0], (y1 - 1) // d + 2), min(small.shape[1], (x1 - 1) // d + 2)
-    up = cv2.resize(small[sy0:sy1, sx0:sx1], None, fx=d, fy=d, interpolation=code)
-    out = up[y0 - sy0 * d : y1 - sy0 * d, x0 - sx0 * d : x1 - sx0 * d]
-    short = (y1 - y0 - out.shape[0], x1 - x0 - out.shape[1])
-    if short[0] > 0 or short[1] > 0:  # the last < d rows/columns, dropped when shrinking
-        out = np.pad(out, ((0, max(0, short[0])), (0, max(0, short[1]))), mode="edge")
-    return out
-
-
-def _nucleus_outline(
-    blue: np.ndarray,
-    thr: float,
-    nuclei: np.ndarray,
-    label: int,
-    box: np.ndarray,
-    origin: tuple[int, int],
-    close_k: np.ndarray,
-    d: int,
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Nucleus ``label`` of the shrunk frame outlined again at full resolution, as the whole-frame
-    detector would see it: thresholded and closed in its box grown by the closing's reach.
-
-    ``blue``: a window of the frame at ``origin`` (y, x); ``box``: x0, y0, x1, y1 in shrunk pixels.
-    Returns the mask of that grown box and the box's corner (x, y) in window pixels.
-    """
-    grow = close_k.shape[0] + 2 * d if d > 1 else 0
-    h, w = blue.shape
-    y0, x0 = origin
-    bx0, by0 = max(0, int(box[0]) * d - x0 - grow), max(0, int(box[1]) * d - y0 - grow)
-    bx1, by1 = min(w, int(box[2]) * d - x0 + grow), min(h, int(box[3]) * d - y0 + grow)
-    own = _upsample(nuclei, (y0 + by0, y0 + by1, x0 + bx0, x0 + bx1), d, cv2.INTER_NEAREST) == label
-    if d > 1:
-        closed = cv2.morphologyEx((blue[by0:by1, bx0:bx1] > thr).astype(np.uint8), cv2.MORPH_CLOSE, close_k)
-        found = _component_holding(closed.view(bool), own)
-        if found is not None:
-            own = found[0]
-    return own, (bx0, by0)
+        return Region(BBox(x, y, mask.shape[1], mask.shape[0]), mask > 0, cv2.countNonZero(mask))
+    # one empty pixel around: the edge interpolates towards outside, as it does in the frame
+    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    up = cv2.resize(padded, None, fx=d, fy=d, interpolation=cv2.INTER_LINEAR)
+    fx, fy = (x - 1) * d, (y - 1) * d
+    h, w = shape
+    up = (up[max(0, -fy) : h - fy, max(0, -fx) : w - fx] > 127).view(np.uint8)  # cut to the frame
+    fx, fy = max(0, fx), max(0, fy)
+    bx, by, bw, bh = cv2.boundingRect(up)
+    if bw == 0:
+        return None
+    m = np.ascontiguousarray(up[by : by + bh, bx : bx + bw])
+    return Region(BBox(fx + bx, fy + by, bw, bh), m.view(bool), cv2.countNonZero(m))
 
 
 def _ellipse(k: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
 
 
-def _background_green(frame: np.ndarray) -> float:
-    """The background's green level: the median of the brightest quarter of the smoothed green
-    channel, sampled every 4th pixel (the cytoplasm test is relative to it, so it is taken at
-    full resolution: a shrunk frame's estimate moves by up to a grey level and cell outlines with it)."""
-    green = cv2.sepFilter2D(cv2.extractChannel(frame, 1), cv2.CV_32F, _GAUSS_5, _GAUSS_5)
-    sample = green[::4, ::4]
-    return float(np.median(sample[sample >= np.percentile(sample, 75)]))
+def _cell_like(small: np.ndarray, blue: np.ndarray, p: SegmentParams, *, open_px: float, sigma: float) -> np.ndarray:
+    """Pixels that may be a white cell's cytoplasm (uint8 0/1): darker than the background and not red.
+
+    The background's green level is the median of the brightest quarter of the smoothed green
+    channel (sampled down to ~8k pixels: its error is far below a grey level)."""
+    green = cv2.GaussianBlur(cv2.extractChannel(small, 1).astype(np.float32), (5, 5) if sigma >= 1 else (3, 3), sigma)
+    step = max(1, int(np.ceil(np.sqrt(green.size / 8192))))
+    sample = green[::step, ::step].ravel()
+    brightest = np.partition(sample, len(sample) * 3 // 4)[len(sample) * 3 // 4 :]
+    background = float(np.partition(brightest, len(brightest) // 2)[len(brightest) // 2])
+    mask = ((background - green > p.cytoplasm_darkness) & (blue > p.cytoplasm_blueness)).view(np.uint8)
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, _ellipse(max(3, round(open_px) | 1)))
 
 
-_GAUSS_5 = cv2.getGaussianKernel(5, 1.5, cv2.CV_32F)
-
-
-def _cell_like(
-    win: np.ndarray, blue: np.ndarray, background_green: float, p: SegmentParams, open_k: np.ndarray
-) -> np.ndarray:
-    """Pixels that may be a white cell's cytoplasm: darker than the background and not red."""
-    green = cv2.GaussianBlur(win[..., 1].astype(np.float32), (5, 5), 1.5)
-    mask = ((background_green - green > p.cytoplasm_darkness) & (blue > p.cytoplasm_blueness)).astype(np.uint8)
-    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, open_k).astype(bool)
-
-
-def _crowded(i: int, boxes: np.ndarray, d: int, r: int) -> bool:
-    """Whether another nucleus may be nearer than nucleus ``i`` to some pixel of its disc.
-
-    Only then the Voronoi split can change the cell; for lone cells it is skipped.
-    A pixel in the disc is within ``r`` of the centre and within ``r`` + the
-    nucleus's half-diagonal of its own nucleus, so any rival lies within
-    ``2r`` + half-diagonal of the centre (``boxes``: x0, y0, x1, y1 in shrunk pixels).
-    """
-    if len(boxes) < 2:
-        return False
-    b = boxes.astype(np.float64) * d
-    cx, cy = (b[i, 0] + b[i, 2]) / 2, (b[i, 1] + b[i, 3]) / 2
-    reach = 2 * r + 0.5 * np.hypot(b[i, 2] - b[i, 0], b[i, 3] - b[i, 1]) + 2 * d
-    dx = np.maximum(0, np.maximum(b[:, 0] - cx, cx - b[:, 2]))
-    dy = np.maximum(0, np.maximum(b[:, 1] - cy, cy - b[:, 3]))
-    near = np.hypot(dx, dy) <= reach
+def _reaches_another_disc(
+    i: int,
+    found: tuple[np.ndarray, tuple[int, int, int, int]],
+    origin: tuple[int, int],
+    xy: np.ndarray,
+    radii: np.ndarray,
+) -> bool:
+    """Whether cell ``i`` (a mask and its box x0, y0, x1, y1, placed at ``origin``) enters another
+    nucleus's disc: only then may it hold a neighbour's cytoplasm and need the nearest-nucleus split."""
+    mask, (x0, y0, x1, y1) = found
+    ox, oy = origin
+    # boxes first (cheap), then the pixels of the few discs the box meets
+    dx = np.maximum(0, np.maximum(x0 + ox - xy[:, 0], xy[:, 0] - (x1 - 1 + ox)))
+    dy = np.maximum(0, np.maximum(y0 + oy - xy[:, 1], xy[:, 1] - (y1 - 1 + oy)))
+    near = np.hypot(dx, dy) <= radii
     near[i] = False
-    return bool(near.any())
+    if not near.any():
+        return False
+    ys, xs = np.nonzero(mask[y0:y1, x0:x1])
+    for j in np.flatnonzero(near):
+        if (np.hypot(xs + (x0 + ox) - xy[j, 0], ys + (y0 + oy) - xy[j, 1]) <= radii[j]).any():
+            return True
+    return False
+
+
+def _nearer_own_nucleus(
+    nuclei: np.ndarray, label: int, centre: tuple[float, float], r: int, box: np.ndarray, window: tuple[int, ...]
+) -> np.ndarray:
+    """Which pixels of ``window`` (y0, y1, x0, x1) are at least as near nucleus ``label`` as any
+    other nucleus (a Voronoi split by nucleus outline), from the nuclei around the window only.
+
+    Only pixels of the disc (within ``r`` of ``centre``) matter, and each is within
+    ``r`` + (the centre's distance to its nucleus, ≤ the nucleus ``box``'s diagonal) of its own
+    nucleus: no nucleus farther out than that can be nearer, so a margin of that size gives
+    what a whole-frame split would, at a fraction of its cost."""
+    y0, y1, x0, x1 = window
+    cx, cy = round(centre[0]), round(centre[1])
+    h, w = nuclei.shape
+    inside = 0 <= cy < h and 0 <= cx < w and nuclei[cy, cx] == label
+    g = r + 2 if inside else r + int(np.hypot(box[2] - box[0], box[3] - box[1])) + 2  # a crescent: its box
+    wy0, wx0 = max(0, y0 - g), max(0, x0 - g)
+    near = nuclei[wy0 : min(h, y1 + g), wx0 : min(w, x1 + g)]
+    own = near == label
+    to_own = cv2.distanceTransform((~own).view(np.uint8), cv2.DIST_L2, 3)
+    to_other = cv2.distanceTransform(((near == 0) | own).view(np.uint8), cv2.DIST_L2, 3)
+    return (to_own <= to_other)[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
 
 
 def _component_holding(mask: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
@@ -288,51 +268,50 @@ def _component_holding(mask: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, 
 def _nucleus_markers(
     blue: np.ndarray, thr: float, p: SegmentParams, s: float
 ) -> tuple[np.ndarray, list[tuple[float, float, int]], np.ndarray]:
-    """Label image of nuclei (int32, 0 = none; lobes merged), each nucleus's centre and area, and
-    their boxes (x0, y0, x1, y1); ``s`` is pixels of ``blue`` per pixel at C-NMC magnification."""
-    mask = (blue > thr).astype(np.uint8)
+    """Label image of nuclei (uint16, 0 = none; lobes merged), each nucleus's centre and area, and
+    their boxes (x0, y0, x1, y1); ``s`` is pixels of ``blue`` per pixel at C-NMC magnification.
+
+    The blobs are traced as outer contours, numbered in raster order of their first pixel (as
+    connected-component labelling numbers them), and measured in their own boxes: ~5× cheaper
+    than OpenCV's labelling with statistics over the whole frame. A blob inside another's hole
+    joins it."""
+    mask = (blue > thr).view(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _ellipse(max(3, round(p.merge_px * s) | 1)))
-    n, labels, st, centroids = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, _CCL)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     min_area = p.min_nucleus_area * s * s
-    keep = np.zeros(n, dtype=np.int32)
-    centres = []
+    nuclei = np.zeros(mask.shape, np.uint16)
+    centres: list[tuple[float, float, int]] = []
     boxes = []
-    for i in range(1, n):
-        if st[i, cv2.CC_STAT_AREA] >= min_area:
-            centres.append((float(centroids[i][0]), float(centroids[i][1]), int(st[i, cv2.CC_STAT_AREA])))
-            x, y, bw, bh = (int(v) for v in st[i, :4])
-            boxes.append((x, y, x + bw, y + bh))
-            keep[i] = len(centres)
-    return keep[labels], centres, np.array(boxes, dtype=np.int64).reshape(-1, 4)
-
-
-def _nearest_nucleus(nuclei: np.ndarray) -> np.ndarray:
-    """For every pixel, the label of the nearest nucleus (a Voronoi split by nucleus outline).
-
-    Touching cells divide along the line midway between their nuclei.
-    """
-    _, ccomp = cv2.distanceTransformWithLabels(
-        (nuclei == 0).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_CCOMP
-    )
-    # ccomp numbers the zero-pixel components in its own order; map them to nucleus labels.
-    lut = np.zeros(int(ccomp.max()) + 1, np.int32)
-    seeds = nuclei > 0
-    lut[ccomp[seeds]] = nuclei[seeds]
-    return lut[ccomp]
+    for c in sorted(contours, key=lambda c: (int(c[0, 0, 1]), int(c[0, 0, 0]))):
+        x, y, w, h = cv2.boundingRect(c)
+        if w * h < min_area or len(centres) == np.iinfo(np.uint16).max:
+            continue
+        blob = np.zeros((h, w), np.uint8)
+        cv2.drawContours(blob, [c], -1, 1, thickness=-1, offset=(-x, -y))
+        blob &= mask[y : y + h, x : x + w]  # holes stay holes, as labelling leaves them
+        m = cv2.moments(blob, binaryImage=True)
+        if m["m00"] < min_area:
+            continue
+        centres.append((x + m["m10"] / m["m00"], y + m["m01"] / m["m00"], int(m["m00"])))
+        boxes.append((x, y, x + w, y + h))
+        nuclei[y : y + h, x : x + w][blob.view(bool)] = len(centres)
+    return nuclei, centres, np.array(boxes, dtype=np.int64).reshape(-1, 4)
 
 
 def _otsu(blue: np.ndarray) -> float:
-    b8 = np.clip(blue, 0, 255).astype(np.uint8)
+    """Otsu's threshold of the blueness, from ~65k pixels of it."""
+    step = max(1, int(np.ceil(np.sqrt(blue.size / 65536))))
+    b8 = np.clip(blue[::step, ::step], 0, 255).astype(np.uint8)
     t, _ = cv2.threshold(b8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(t)
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    m = mask.astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    out = np.zeros_like(m)
-    cv2.drawContours(out, contours, -1, 1, thickness=-1)
-    return out.astype(bool)
+def _fill_holes(mask: np.ndarray, value: int = 1) -> np.ndarray:
+    """``mask`` (bool) with its holes filled, as uint8 ``value`` on 0."""
+    contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.zeros(mask.shape, np.uint8)
+    cv2.drawContours(out, contours, -1, value, thickness=-1)
+    return out
 
 
 def _single_cell_region(frame: np.ndarray, p: SegmentParams) -> list[Region]:
@@ -342,7 +321,7 @@ def _single_cell_region(frame: np.ndarray, p: SegmentParams) -> list[Region]:
         return []
     biggest = 1 + int(np.argmax(st[1:, cv2.CC_STAT_AREA]))
     x, y, w, h = (int(v) for v in st[biggest, :4])
-    mask = _fill_holes(labels[y : y + h, x : x + w] == biggest)
+    mask = _fill_holes(labels[y : y + h, x : x + w] == biggest).view(bool)
     return [Region(BBox(x, y, w, h), mask, int(mask.sum()))]
 
 
@@ -360,8 +339,9 @@ def segment(
     """
     spec = spec or Preprocessing()
     frame = as_rgb8(frame)
-    single = is_single_cell_image(frame, black_level=(params or SegmentParams()).black_level)
-    regions = find_cells(frame, params=params, source_scale=spec.crop.source_scale)
+    p = params or SegmentParams()
+    single = is_single_cell_image(frame, black_level=p.black_level)
+    regions = _find_cells(frame, p, spec.crop.source_scale, single)
     out_px = spec.input_height if spec.log.apply_at == "input" else spec.crop.canvas_px
     cells = []
     for k, r in enumerate(regions):

@@ -37,13 +37,18 @@ def crop_cell(
     side = max(round(crop.canvas_px / crop.source_scale), b.w, b.h)
     ox, oy = (side - b.w) // 2, (side - b.h) // 2
     patch = frame[b.y : b.y + b.h, b.x : b.x + b.w]
-    patch = cv2.bitwise_and(patch, patch, mask=region.mask.view(np.uint8))
+    patch = cv2.copyTo(patch, region.mask.view(np.uint8))  # zero outside the mask
     size = out_px or crop.canvas_px
     out = np.zeros((size, size, 3), np.uint8)
     if side == size:
         out[oy : oy + b.h, ox : ox + b.w] = patch
         return out
-    bands = _resize_bands(side, size, interpolation_code(interpolation))
+    code = interpolation_code(interpolation)
+    if code == cv2.INTER_AREA and side > size:
+        r0, r1, c0, c1, res = _area_from_integral(patch, side, size, oy, ox)
+        out[r0:r1, c0:c1] = cv2.convertScaleAbs(res)  # rounded half to even and saturated, as np.rint + clip
+        return out
+    bands = _resize_bands(side, size, code)
     (r0, r1), ys, wy = _band_on(bands, oy, b.h)
     (c0, c1), xs, wx = _band_on(bands, ox, b.w)
     # Each output pixel takes a few source pixels per axis: gather and weigh them (no BLAS,
@@ -52,6 +57,40 @@ def crop_cell(
     res = (tmp[:, xs] * wx[None, :, :, None]).sum(axis=2)  # rows × cols × 3
     out[r0:r1, c0:c1] = np.clip(np.rint(res), 0, 255).astype(np.uint8)
     return out
+
+
+def _area_from_integral(
+    patch: np.ndarray, side: int, size: int, oy: int, ox: int
+) -> tuple[int, int, int, int, np.ndarray]:
+    """Area-shrinking the canvas (``side`` → ``size`` pixels) where it holds ``patch`` at (oy, ox).
+
+    An output pixel is the mean of the canvas over its footprint, i.e. a difference of the
+    canvas's integral at the footprint's corners; the integral is bilinear inside each source
+    pixel, so its values at fractional corners are exact interpolations of ``cv2.integral``.
+    ~3× cheaper than weighing bands for a 450 → 128 crop. Returns the output rows r0:r1,
+    columns c0:c1 that see the patch, and their float values."""
+    scale = side / size
+    h, w = patch.shape[:2]
+    exact_in_int32 = h * w * 255 < 2**31
+    total = cv2.integral(patch, sdepth=cv2.CV_32S if exact_in_int32 else cv2.CV_64F)  # zero first row/column
+    r0, r1 = int(oy // scale), min(size, int(np.ceil((oy + h) / scale)))
+    c0, c1 = int(ox // scale), min(size, int(np.ceil((ox + w) / scale)))
+    iy, fy = _cell_and_fraction(np.arange(r0, r1 + 1) * scale - oy, h)
+    ix, fx = _cell_and_fraction(np.arange(c0, c1 + 1) * scale - ox, w)
+    lo = total[iy]
+    rows = lo + fy[:, None, None] * (total[iy + 1] - lo)  # float64 from here
+    lo = rows[:, ix]
+    corners = lo + fx[None, :, None] * (rows[:, ix + 1] - lo)
+    area = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+    area *= 1.0 / (scale * scale)
+    return r0, r1, c0, c1, area
+
+
+def _cell_and_fraction(at: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions clamped to 0..n as (integer part, clamped to n − 1; remaining fraction)."""
+    np.clip(at, 0, n, out=at)
+    i = np.minimum(at.astype(np.intp), n - 1)
+    return i, at - i
 
 
 @functools.lru_cache(maxsize=16)

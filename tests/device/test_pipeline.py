@@ -136,6 +136,23 @@ def test_cells_of_several_frames_share_a_batch_when_the_classifier_is_the_bottle
     assert pipe.stats().mean_batch > 3
 
 
+@pytest.mark.parametrize("max_batch", [None, 2])
+def test_each_cell_is_classified_on_its_own_preprocessed_crop(smear_frames, max_batch) -> None:
+    """Segment workers preprocess their frame's crops; batches join and split frames (a slow
+    classifier, two workers, a limit of 2 that cuts a 3-cell frame) and still pair every cell
+    with its own input: the fake's p_all is the mean of the input it was given."""
+    from leukedge.preprocess import preprocess
+    from leukedge.segment import segment
+
+    rt = SlowRuntime(per_batch=0.05, max_batch=max_batch)
+    frames = [smear_frames[2], smear_frames[1], smear_frames[0]] * 2
+    results = _run(Pipeline(ListSource(frames), rt, preprocess="cpu", workers=2))
+    assert max(rt.batches) > 3 if max_batch is None else max(rt.batches) <= 2
+    for frame, result in zip(frames, results):
+        want = [float(preprocess([c.crop], rt.manifest.preprocessing).mean()) for c in segment(frame)]
+        assert [c.p_all for c in result.cells] == pytest.approx(want, abs=1e-6)
+
+
 def test_batches_respect_the_runtime_limit(smear_frames) -> None:
     rt = SlowRuntime(per_batch=0.05, max_batch=2)
     pipe = Pipeline(ListSource([smear_frames[2]] * 4), rt, preprocess="cpu")

@@ -117,9 +117,10 @@ def test_detection_step_follows_magnification() -> None:
     assert detection_step(SegmentParams(min_merge_px=100)) == 1
 
 
-def test_shrunk_detection_gives_the_full_resolution_outlines() -> None:
-    """Nuclei found on the shrunk frame, outlines traced at full resolution: the same cells as a
-    full-resolution pass (``min_merge_px`` large forces step 1), touching ones included."""
+def test_shrunk_outlines_match_a_full_resolution_pass() -> None:
+    """Cells found and outlined on the shrunk frame, outlines scaled back up: the same cells as a
+    full-resolution pass (``min_merge_px`` large forces step 1), touching ones included, with
+    boxes and areas within a shrunk pixel's rounding."""
     from leukedge.segment import SegmentParams
 
     frame, _ = make_smear_frame(5, width=1280, height=720, cells=6, touching=2)
@@ -127,8 +128,9 @@ def test_shrunk_detection_gives_the_full_resolution_outlines() -> None:
     full = find_cells(frame, params=SegmentParams(min_merge_px=100))
     assert len(fast) == len(full) >= 5
     for a, b in zip(fast, full):
-        assert a.bbox.iou(b.bbox) > 0.97
-        assert abs(a.area - b.area) <= 0.02 * b.area
+        assert a.bbox.iou(b.bbox) > 0.95
+        assert abs(a.area - b.area) <= 0.03 * b.area
+        assert all(type(v) is int for v in (a.bbox.x, a.bbox.y, a.bbox.w, a.bbox.h, a.area))  # JSON-ready
 
 
 @pytest.mark.parametrize("interpolation", ["area", "linear", "cubic", "nearest"])
