@@ -1,17 +1,20 @@
-"""The threaded screening pipeline: capture → segment → preprocess + classify (batched) → results.
+"""The threaded screening pipeline: capture → segment (+ CPU LoG) → classify (batched) → results.
 
 ::
 
     capture ─frames_q─► segment ×K ─jobs_q─► GPU/classify worker ─done_q─► results ─► sinks, iterator
     (source)  live: newest frame only    (dynamic batches of the cells     (frame order restored,
-              files: lossless            of one or more frames)             t_result stamped)
+              files: lossless            of one or more frames; the         t_result stamped)
+                                         CUDA LoG when used)
 
 Queues are bounded.  With a live source the capture thread never waits:
 when the segment workers are busy, the waiting frame is replaced by the
 newer one and counted as dropped.  File sources wait instead and lose
-nothing.  The classify worker owns the CUDA context (when the CUDA LoG or
-TensorRT is used), the preprocessor and the runtime: it opens them in its own
-thread, and ``start()`` raises whatever that opening raised.
+nothing.  With CPU preprocessing each segment worker preprocesses the crops it
+cut, so the classify thread only runs the model.  The classify worker owns the
+CUDA context (when the CUDA LoG or TensorRT is used), the CUDA preprocessor and
+the runtime: it opens them in its own thread, and ``start()`` raises whatever
+that opening raised.
 
 ``stop(drain=True)`` stops capturing and lets every frame already captured
 flow through to the sinks; ``stop(drain=False)`` abandons them.  Errors in

@@ -71,6 +71,12 @@ CI_OVERRIDES: list[tuple[str, str, str, str]] = [
         r"\1 --calib-size 64",
         "CI time: two calibration batches",
     ),
+    (
+        "docs/device.md",
+        r"--seconds 10 --repeat 5\b",
+        "--seconds 2 --repeat 1",
+        "CI time: one short repeat checks the benchmark runs; the figures need a calm machine",
+    ),
 ]
 
 COMMAND_TIMEOUT_S = 240
