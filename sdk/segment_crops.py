@@ -3,8 +3,9 @@
 A crop is the cell masked on black, centred on a square canvas of
 ``crop.canvas_px / crop.source_scale`` frame pixels and resized with the
 manifest's interpolation (docs/preprocessing.md).  The canvas is never drawn:
-resizing is linear and separable, so only the output pixels that see the cell
-are computed, from OpenCV's own resize weights.
+only the output pixels that see the cell are computed, as footprint means from
+the cell's integral image when shrinking by area (the reference bundle's), else
+from OpenCV's own resize weights.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ def crop_cell(
 
     Returns uint8 RGB of ``out_px`` (default: the canvas size at scale 1).
     A cell larger than the canvas is kept whole: the canvas grows to fit it.
-    The canvas is never drawn: resizing is linear and separable, so the crop is
-    ``Wy · patch · Wxᵀ`` with the rows and columns of OpenCV's own resize
-    weights that fall on the cell (equal to resizing the canvas, up to rounding).
+    The canvas is never drawn (the result equals resizing it, up to rounding):
+    shrinking by area, each output pixel is its footprint's mean, from the cell's
+    integral image; otherwise the crop is ``Wy · patch · Wxᵀ`` with the rows and
+    columns of OpenCV's own resize weights that fall on the cell.
     """
     b = region.bbox
     side = max(round(crop.canvas_px / crop.source_scale), b.w, b.h)
