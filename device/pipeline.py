@@ -23,12 +23,14 @@ any thread stop the run and are raised by ``close()`` / the results iterator.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import replace
-from typing import Any, Iterator, List, Optional
+from typing import Any, Deque, Iterator, List, Optional
 
 from leukedge.device.preprocessing import choose_preprocess
 from leukedge.device.runtimes.base import Runtime
@@ -39,6 +41,8 @@ from leukedge.errors import HardwareUnavailableError, InvalidInputError
 from leukedge.segment import SegmentParams
 from leukedge.sinks.base import SinkSet
 from leukedge.types import FrameResult
+
+log = logging.getLogger("leukedge.pipeline")
 
 
 def default_workers() -> int:
@@ -64,6 +68,7 @@ class Pipeline(Stages):
         segment_params: Optional[SegmentParams] = None,
         first_frame_timeout: float = 30.0,
         segment_niceness: int = 0,
+        early_results: int = 0,
     ) -> None:
         self.source = source
         self.runtime = runtime
@@ -83,6 +88,11 @@ class Pipeline(Stages):
         self.stats_ = PipelineStats()
         self.error: Optional[BaseException] = None
         self._deliver = deliver
+        # Results finished before deliver_results() is called, kept for the iterator (the newest
+        # ``early_results``): an application may start iterating just after frames started to flow.
+        self._early: Deque[FrameResult] = deque(maxlen=max(0, early_results))
+        self._early_dropped = 0
+        self._deliver_lock = threading.Lock()
         # One waiting frame is enough to keep the workers busy; more would only add latency.
         self._frames_q: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._jobs_q: queue.Queue[Any] = queue.Queue(maxsize=self.workers + 2)
@@ -145,9 +155,20 @@ class Pipeline(Stages):
         return self
 
     def deliver_results(self) -> None:
-        """Queue results for ``results()`` from now on (before ``start()``: from the first frame)."""
+        """Queue results for ``results()`` from now on (before ``start()``: from the first frame; after
+        it, from the oldest of the ``early_results`` kept, if any)."""
         self._consumer_gone.clear()
-        self._deliver = True
+        with self._deliver_lock:
+            while self._early:
+                self._out_q.put_nowait(self._early.popleft())  # out_q is empty before delivery; it holds 32
+            self._deliver = True
+            if self._early_dropped:
+                log.warning(
+                    "iteration began after %d frame result(s) had finished; the oldest %d reached only "
+                    "the sinks and callbacks",
+                    self._early_dropped + self._early.maxlen,  # type: ignore[operator]
+                    self._early_dropped,
+                )
 
     def stop(self, drain: bool = True) -> None:
         """Stop capturing; with ``drain`` the frames in flight are finished and written, else abandoned."""

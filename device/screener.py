@@ -41,6 +41,9 @@ from leukedge.sinks.files import JsonlSink
 from leukedge.types import Cell, FrameResult
 
 log = logging.getLogger("leukedge.screener")
+# Frame results kept for an iterator that starts after frames began to flow (e.g. another thread
+# submitted first): the newest 16, crops included (~8 MB at 10 cells of 128×128 a frame).
+EARLY_RESULTS = 16
 CellCallback = Callable[[Cell, FrameResult], None]
 FrameCallback = Callable[[FrameResult], None]
 
@@ -99,6 +102,7 @@ class Screener:
             max_batch=max_batch,
             max_frames=max_frames,
             duration=duration,
+            early_results=EARLY_RESULTS,
         )
         self._iterating = False
         self.callback_errors = 0

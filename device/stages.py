@@ -102,6 +102,9 @@ class Stages:
     segment_params: Optional[SegmentParams]
     segment_niceness: int
     _deliver: bool
+    _deliver_lock: threading.Lock
+    _early: Deque[FrameResult]
+    _early_dropped: int
     _frames_q: queue.Queue[Any]
     _jobs_q: queue.Queue[Any]
     _done_q: queue.Queue[Any]
@@ -342,5 +345,10 @@ class Stages:
             self.sinks.write(result)
         self.stats_.add_busy("output", time.perf_counter() - t0)
         self.stats_.add_frame(len(cells), result.n_all, result.latency_s)
-        if self._deliver and not self._consumer_gone.is_set():
+        with self._deliver_lock:
+            deliver = self._deliver
+            if not deliver and self._early.maxlen:
+                self._early_dropped += len(self._early) == self._early.maxlen
+                self._early.append(result)
+        if deliver and not self._consumer_gone.is_set():
             self._put(self._out_q, result)

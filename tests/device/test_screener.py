@@ -63,6 +63,48 @@ def test_push_mode_from_several_threads(bundle) -> None:
     assert all(len(r.cells) == len(drawn) for r in got)
 
 
+def _wait_for(predicate, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_results_finished_before_iteration_began_are_still_iterated(bundle) -> None:
+    """Frames submitted (and screened) before the iterator starts: it still yields them, in order."""
+    frame, _ = make_smear_frame(4, width=640, height=480, cells=1)
+    with leukedge.Screener(bundle, preprocess="cpu", block=True) as s:
+        s.submit(frame)
+        s.submit(frame)
+        _wait_for(lambda: s.stats().frames == 2)  # both finished before anyone iterates
+        s.submit(frame)
+        s.end()
+        results = list(s)
+    assert [r.index for r in results] == [0, 1, 2]
+
+
+def test_an_iterator_that_starts_late_gets_the_newest_early_results_and_a_warning(
+    bundle, monkeypatch, caplog
+) -> None:
+    import leukedge.device.screener as screener_module
+
+    monkeypatch.setattr(screener_module, "EARLY_RESULTS", 2)
+    frame, _ = make_smear_frame(4, width=640, height=480, cells=1)
+    with leukedge.Screener(bundle, preprocess="cpu", block=True) as s:
+        got_by_callback = []
+        s.on_frame(lambda r: got_by_callback.append(r.index))
+        for _ in range(4):
+            s.submit(frame)
+        _wait_for(lambda: s.stats().frames == 4)
+        s.end()
+        with caplog.at_level("WARNING", logger="leukedge.pipeline"):
+            results = list(s)
+    assert [r.index for r in results] == [2, 3] and got_by_callback == [0, 1, 2, 3]
+    assert "the oldest 2 reached only the sinks and callbacks" in caplog.text
+
+
 def test_iterating_while_another_thread_submits(bundle) -> None:
     frame, _ = make_smear_frame(4, width=640, height=480, cells=1)
     with leukedge.Screener(bundle, preprocess="cpu", block=True) as s:
