@@ -169,6 +169,7 @@ class Pipeline(Stages):
                     self._early_dropped + self._early.maxlen,  # type: ignore[operator]
                     self._early_dropped,
                 )
+                self._early_dropped = 0  # said once
 
     def stop(self, drain: bool = True) -> None:
         """Stop capturing; with ``drain`` the frames in flight are finished and written, else abandoned."""

@@ -8,8 +8,9 @@ C-NMC magnification: one pixel in nine); each cell's outline is then scaled back
 to frame pixels (linear interpolation, cut at half), so it is smooth and within
 about a frame pixel of a full-resolution pass.  Touching cells are split by
 nearest nucleus (a Voronoi split, computed only for a cell that reaches into
-another's disc); small blue specks (platelets) are dropped by area.  Sizes are in pixels at the training data's
-magnification and scale with ``source_scale``.  Crops: :mod:`leukedge.segment_crops`.
+another's disc); small blue specks (platelets) are dropped by area.  Sizes are
+in pixels at the training data's magnification and scale with ``source_scale``.
+Crops: :mod:`leukedge.segment_crops`.
 
 An image that already is one segmented cell on black (C-NMC style) passes
 through as a single cell.

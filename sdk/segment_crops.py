@@ -48,15 +48,14 @@ def crop_cell(
     code = interpolation_code(interpolation)
     if code == cv2.INTER_AREA and side > size:
         r0, r1, c0, c1, res = _area_from_integral(patch, side, size, oy, ox)
-        out[r0:r1, c0:c1] = cv2.convertScaleAbs(res)  # rounded half to even and saturated, as np.rint + clip
-        return out
-    bands = _resize_bands(side, size, code)
-    (r0, r1), ys, wy = _band_on(bands, oy, b.h)
-    (c0, c1), xs, wx = _band_on(bands, ox, b.w)
-    # Each output pixel takes a few source pixels per axis: gather and weigh them (no BLAS,
-    # whose threads spin on products this small and double the CPU time).
-    tmp = (patch.astype(np.float32)[ys] * wy[:, :, None, None]).sum(axis=1)  # rows × w × 3
-    res = (tmp[:, xs] * wx[None, :, :, None]).sum(axis=2)  # rows × cols × 3
+    else:
+        bands = _resize_bands(side, size, code)
+        (r0, r1), ys, wy = _band_on(bands, oy, b.h)
+        (c0, c1), xs, wx = _band_on(bands, ox, b.w)
+        # Each output pixel takes a few source pixels per axis: gather and weigh them (no BLAS,
+        # whose threads spin on products this small and double the CPU time).
+        tmp = (patch.astype(np.float32)[ys] * wy[:, :, None, None]).sum(axis=1)  # rows × w × 3
+        res = (tmp[:, xs] * wx[None, :, :, None]).sum(axis=2)  # rows × cols × 3
     out[r0:r1, c0:c1] = np.clip(np.rint(res), 0, 255).astype(np.uint8)
     return out
 

@@ -85,9 +85,7 @@ def test_results_finished_before_iteration_began_are_still_iterated(bundle) -> N
     assert [r.index for r in results] == [0, 1, 2]
 
 
-def test_an_iterator_that_starts_late_gets_the_newest_early_results_and_a_warning(
-    bundle, monkeypatch, caplog
-) -> None:
+def test_an_iterator_that_starts_late_gets_the_newest_early_results_and_a_warning(bundle, monkeypatch, caplog) -> None:
     import leukedge.device.screener as screener_module
 
     monkeypatch.setattr(screener_module, "EARLY_RESULTS", 2)
