@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/pipeline_synthetic.py [--model BUNDLE] [--backend onnxruntime] [--precision auto]
         [--preprocess cpu] [--seconds 30] [--cells 10] [--width 1920 --height 1080] [--workers N]
-        [--repeat N] [--segment-nice N] [--json OUT]
+        [--repeat N] [--segment-nice N] [--classify-workers N] [--threads N] [--json OUT]
 
 Three runs with the same model, backend and preprocessing:
 
@@ -121,7 +121,8 @@ def classifier_only(model: Any, args: argparse.Namespace, crops: List[np.ndarray
 
 def pipeline_run(model: Any, args: argparse.Namespace, *, fps: float, seconds: float) -> Dict[str, Any]:
     uri = f"synthetic://?seed=7&width={args.width}&height={args.height}&cells={args.cells}&pool=4&fps={fps}"
-    runtime = open_runtime(model, backend=args.backend, precision=args.precision)
+    options = {"threads": args.threads} if args.threads else {}  # ONNX Runtime's threads per call
+    runtime = open_runtime(model, backend=args.backend, precision=args.precision, **options)
     pipe = Pipeline(
         make_source(uri),
         runtime,
@@ -129,6 +130,7 @@ def pipeline_run(model: Any, args: argparse.Namespace, *, fps: float, seconds: f
         workers=args.workers,
         duration=seconds,
         segment_niceness=args.segment_nice,
+        classify_workers=args.classify_workers,
     )
     c0 = time.process_time()
     pipe.start()
@@ -137,6 +139,7 @@ def pipeline_run(model: Any, args: argparse.Namespace, *, fps: float, seconds: f
     return {
         "source": uri,
         "workers": pipe.workers,
+        "classify_workers": pipe.classify_workers,
         "preprocess": pipe.preprocess_kind,
         "cells_per_cpu_s": round(stats.cells / cpu, 3) if cpu > 0 else None,
         **stats.to_dict(),
@@ -159,6 +162,8 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=1, help="alternate classifier-only and pipeline runs N times")
     ap.add_argument("--segment-nice", type=int, default=0, help="niceness added to segmentation threads")
+    ap.add_argument("--classify-workers", type=int, default=1, help="threads that call the runtime in the pipeline")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per call, in the pipeline")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 

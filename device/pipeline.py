@@ -1,41 +1,41 @@
-"""The threaded screening pipeline: capture → segment (+ CPU LoG) → classify (batched) → results.
+"""The threaded screening pipeline: the stages of device/stages.py and device/classify.py, wired.
 
 ::
 
-    capture ─frames_q─► segment ×K ─jobs_q─► GPU/classify worker ─done_q─► results ─► sinks, iterator
-    (source)  live: newest frame only    (dynamic batches of the cells     (frame order restored,
-              files: lossless            of one or more frames; the         t_result stamped)
-                                         CUDA LoG when used)
+    CaptureStage ─frames─► SegmentStage ×K ─jobs─► ClassifyStage ×C ─done─► ResultsStage ─► sinks
+    (source)     cap. 1   (cells, and their   K+2  (dynamic batches;  64   (frame order   └─► outlet ─► results()
+     live: newest frame    CPU inputs)             the CUDA LoG; owns       restored,            cap. 32
+     files: lossless                               the models)              t_result)
 
-Queues are bounded.  With a live source the capture thread never waits:
-when the segment workers are busy, the waiting frame is replaced by the
-newer one and counted as dropped.  File sources wait instead and lose
-nothing.  With CPU preprocessing each segment worker preprocesses the crops it
-cut, so the classify thread only runs the model.  The classify worker owns the
-CUDA context (when the CUDA LoG or TensorRT is used), the CUDA preprocessor and
-the runtime: it opens them in its own thread, and ``start()`` raises whatever
-that opening raised.
+Channels are bounded (capacities above) and shared through one
+:class:`~leukedge.device.channel.RunControl`.  With a live source the
+capture stage never waits: when the segment workers are busy, the waiting
+frame is replaced by the newer one and counted as dropped.  File sources
+wait instead and lose nothing.  The first classify worker owns the CUDA
+context (when the CUDA LoG or TensorRT is used), the CUDA preprocessor and
+the runtime: it opens them in its own thread, and ``prepare()`` raises
+whatever that opening raised.
 
 ``stop(drain=True)`` stops capturing and lets every frame already captured
 flow through to the sinks; ``stop(drain=False)`` abandons them.  Errors in
-any thread stop the run and are raised by ``close()`` / the results iterator.
+any stage stop the run and are raised by ``close()`` / the results iterator.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
-from collections import deque
 from dataclasses import replace
-from typing import Any, Deque, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
+from leukedge.device.channel import CLOSED, EMPTY, RunControl
+from leukedge.device.classify import DEFAULT_BATCH, ClassifyStage, Models
 from leukedge.device.preprocessing import choose_preprocess
 from leukedge.device.runtimes.base import Runtime
-from leukedge.device.sources.base import FrameSource
-from leukedge.device.stages import DEFAULT_BATCH, END, Stages
+from leukedge.device.sources.base import FrameSource, PushFrameSource
+from leukedge.device.stages import CaptureStage, FrameCounter, ResultOutlet, ResultsStage, SegmentStage
 from leukedge.device.stats import PipelineStats, StatsSnapshot
 from leukedge.errors import HardwareUnavailableError, InvalidInputError
 from leukedge.segment import SegmentParams
@@ -43,6 +43,10 @@ from leukedge.sinks.base import SinkSet
 from leukedge.types import FrameResult
 
 log = logging.getLogger("leukedge.pipeline")
+# One waiting frame is enough to keep the workers busy; more would only add latency.
+FRAMES_CAPACITY = 1
+DONE_CAPACITY = 64
+OUT_CAPACITY = 32
 
 
 def default_workers() -> int:
@@ -51,7 +55,16 @@ def default_workers() -> int:
     return 1 if cpus <= 2 else min(4, cpus - 2)
 
 
-class Pipeline(Stages):
+class Pipeline:
+    """Screens a source with a runtime: builds the stages and channels, starts, stops and joins them.
+
+    ``workers``: segment threads (default: :func:`default_workers`);
+    ``classify_workers``: threads that call the runtime (default 1; more
+    pays off only with a runtime that releases the GIL and whose calls are
+    narrower than the CPU, e.g. ONNX Runtime with ``threads=1``; CPU
+    preprocessing only).  ``deliver``: queue results for ``results()``.
+    """
+
     def __init__(
         self,
         source: FrameSource,
@@ -69,119 +82,146 @@ class Pipeline(Stages):
         first_frame_timeout: float = 30.0,
         segment_niceness: int = 0,
         early_results: int = 0,
+        classify_workers: int = 1,
     ) -> None:
         self.source = source
         self.runtime = runtime
         self.spec = runtime.manifest.preprocessing
         self.preprocess_mode = preprocess
         self.preprocess_kind, self.preprocess_why = choose_preprocess(preprocess, self.spec)
+        if classify_workers < 1 or (classify_workers > 1 and self.preprocess_kind != "cpu"):
+            raise InvalidInputError(
+                f"classify_workers is {classify_workers}, expected 1, or more with CPU preprocessing only",
+                hint="the CUDA LoG and TensorRT run in the one thread that owns the CUDA context",
+            )
         self.sinks = sinks or SinkSet()
         self.latest_frame = source.live if latest_frame is None else bool(latest_frame)
         self.workers = workers or default_workers()
+        self.classify_workers = classify_workers
         self.requested_batch = max_batch
-        self.batch_limit = max_batch or DEFAULT_BATCH
         self.max_frames = max_frames
         self.duration = duration
         self.segment_params = segment_params
         self.segment_niceness = segment_niceness
         self.first_frame_timeout = first_frame_timeout
         self.stats_ = PipelineStats()
-        self.error: Optional[BaseException] = None
-        self._deliver = deliver
-        # Results finished before deliver_results() is called, kept for the iterator (the newest
-        # ``early_results``): an application may start iterating just after frames started to flow.
-        self._early: Deque[FrameResult] = deque(maxlen=max(0, early_results))
-        self._early_dropped = 0
-        self._deliver_lock = threading.Lock()
-        # One waiting frame is enough to keep the workers busy; more would only add latency.
-        self._frames_q: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._jobs_q: queue.Queue[Any] = queue.Queue(maxsize=self.workers + 2)
-        self._done_q: queue.Queue[Any] = queue.Queue(maxsize=64)
-        self._out_q: queue.Queue[Any] = queue.Queue(maxsize=32)
-        self._stop_capture = threading.Event()
-        self._abort = threading.Event()
-        self._consumer_gone = threading.Event()
-        self._ready = threading.Event()
-        self._finished = threading.Event()
-        self._take_lock = threading.Lock()
-        self._err_lock = threading.Lock()
-        self._seq = 0
-        self._threads: List[threading.Thread] = []
-        self._t_start = 0.0
-        self._captured = 0
+        self.control = RunControl()
+        self.control.on_stop(source.interrupt)
+        self.models = Models(runtime, preprocess_kind=self.preprocess_kind, requested_batch=max_batch)
+        self._build(deliver, early_results)
         self._started = False
         self._raised = False
         self._capturing = False
         self._ran = False
+        self._t_start = 0.0
+        self._start_lock = threading.Lock()
+
+    def _build(self, deliver: bool, early_results: int) -> None:
+        """The stages and the channels between them (see the module's picture)."""
+        c, stats = self.control, self.stats_
+        frames = c.channel(FRAMES_CAPACITY, name="frames")
+        jobs = c.channel(self.workers + 2, producers=self.workers, name="jobs")
+        done = c.channel(DONE_CAPACITY, producers=self.classify_workers, name="done")
+        self.outlet = ResultOutlet(c.channel(OUT_CAPACITY, name="results"), deliver=deliver, keep_early=early_results)
+        self.capture = CaptureStage(
+            self.source, frames, c, stats, latest_frame=self.latest_frame, duration=self.duration
+        )
+        counter = FrameCounter()
+        self.segmenters = [
+            SegmentStage(
+                frames,
+                jobs,
+                c,
+                stats,
+                self.spec,
+                counter=counter,
+                preprocess_on_cpu=self.preprocess_kind == "cpu",
+                params=self.segment_params,
+                max_frames=self.max_frames,
+                niceness=self.segment_niceness,
+            )
+            for _ in range(self.workers)
+        ]
+        extra = self.classify_workers - 1
+        others_done = threading.Semaphore(0)  # released by each extra worker as it leaves
+        self.classifiers = [
+            ClassifyStage(jobs, done, c, stats, self.models, owner=k == 0, others_done=others_done, other_workers=extra)
+            for k in range(self.classify_workers)
+        ]
+        self.results_stage = ResultsStage(done, c, stats, self.runtime.manifest, self.sinks, self.outlet)
+
+    # -- what the stages know -------------------------------------------------------------
+    @property
+    def error(self) -> Optional[BaseException]:
+        return self.control.error
+
+    @property
+    def batch_limit(self) -> int:
+        return self.models.batch_limit if self.models.ready.is_set() else (self.requested_batch or DEFAULT_BATCH)
+
+    @property
+    def finished(self) -> bool:
+        return self.results_stage.finished.is_set()
+
+    @property
+    def capturing(self) -> bool:
+        return self._capturing
 
     # -- control -------------------------------------------------------------------
     def prepare(self) -> Pipeline:
-        """Open the source, the models (in the classify thread) and the sinks; start all threads but capture."""
+        """Open the source, the models (in the classify thread) and the sinks; start all stages but capture."""
         if self._started:
             return self
         self._started = True
         self.source.open()
-        gpu = self._spawn("leukedge-classify", self._classify_loop)
-        while not self._ready.wait(0.05):
-            if not gpu.is_alive():
+        owner = self.control.spawn("leukedge-classify", self.classifiers[0].run)
+        while not self.models.ready.wait(0.05):
+            if not owner.is_alive():
                 break
-        if self.error is not None:
-            gpu.join()
+        if self.control.error is not None:
+            owner.join()
             self.source.close()
-            raise self.error
+            raise self.control.error
         try:
             self.sinks.open()
         except BaseException:  # e.g. the live view's port is taken: release the models and the source
-            self._abort.set()
-            gpu.join(10.0)
+            self.control.abort()
+            owner.join(10.0)
             self.source.close()
             raise
-        self._spawn("leukedge-results", self._results_loop)
-        for k in range(self.workers):
-            self._spawn(f"leukedge-segment-{k}", self._segment_loop)
+        for k, stage in enumerate(self.classifiers[1:], start=1):
+            self.control.spawn(f"leukedge-classify-{k}", stage.run)
+        self.control.spawn("leukedge-results", self.results_stage.run)
+        for k, seg in enumerate(self.segmenters):
+            self.control.spawn(f"leukedge-segment-{k}", seg.run)
         return self
 
     def start(self) -> Pipeline:
         """``prepare()`` if needed, then start capturing."""
         self.prepare()
-        with self._err_lock:
+        with self._start_lock:  # submit() may start the run from several threads at once
             if self._capturing:
                 return self
             self._capturing = True
         self._t_start = time.time()
         self.stats_.start()
         self._ran = True
-        self._spawn("leukedge-capture", self._capture_loop)
+        self.control.spawn("leukedge-capture", self.capture.run)
         return self
 
     def deliver_results(self) -> None:
         """Queue results for ``results()`` from now on (before ``start()``: from the first frame; after
         it, from the oldest of the ``early_results`` kept, if any)."""
-        self._consumer_gone.clear()
-        with self._deliver_lock:
-            while self._early:
-                self._out_q.put_nowait(self._early.popleft())  # out_q is empty before delivery; it holds 32
-            self._deliver = True
-            if self._early_dropped:
-                log.warning(
-                    "iteration began after %d frame result(s) had finished; the oldest %d reached only "
-                    "the sinks and callbacks",
-                    self._early_dropped + self._early.maxlen,  # type: ignore[operator]
-                    self._early_dropped,
-                )
-                self._early_dropped = 0  # said once
+        self.outlet.deliver()
 
     def stop(self, drain: bool = True) -> None:
         """Stop capturing; with ``drain`` the frames in flight are finished and written, else abandoned."""
-        self._stop_capture.set()
-        self.source.interrupt()
-        if not drain:
-            self._abort.set()
+        self.control.stop(drain=drain)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until every thread has finished (True) or ``timeout`` passed (False)."""
+        """Block until every stage has finished (True) or ``timeout`` passed (False)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for t in self._threads:
+        for t in list(self.control.threads):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             t.join(left)
             if t.is_alive():
@@ -189,13 +229,13 @@ class Pipeline(Stages):
         return True
 
     def close(self) -> None:
-        """Drain, join, flush and close sinks and the source; raise the first error a thread hit."""
+        """Drain, join, flush and close sinks and the source; raise the first error a stage hit."""
         if not self._started:
             return
-        if not self._capturing:  # prepared, never started: a capture thread that stops at once ends the others
+        if not self._capturing:  # prepared, never started: a capture stage that stops at once ends the others
             self._capturing = True
-            self._stop_capture.set()
-            self._spawn("leukedge-capture", self._capture_loop)
+            self.control.end_capture()
+            self.control.spawn("leukedge-capture", self.capture.run)
         self.stop(drain=True)  # an error that must not drain has already aborted the run
         self.detach_consumer()
         if not self.wait(timeout=30.0):
@@ -209,43 +249,39 @@ class Pipeline(Stages):
 
     def detach_consumer(self) -> None:
         """The iterator's reader went away: stop queueing results for it (sinks still get them)."""
-        self._consumer_gone.set()
+        self.outlet.detach()
 
     def results(self) -> Iterator[FrameResult]:
         """Frame results in frame order, until the source ends or the run stops (needs ``deliver=True``)."""
-        if not self._deliver:
+        if not self.outlet.delivering:
             raise RuntimeError("Pipeline(deliver=True) is needed to iterate over results")
         try:
             while True:
                 self.poll()
-                try:
-                    item = self._out_q.get(timeout=0.1)
-                except queue.Empty:
-                    if self._finished.is_set() and self._out_q.empty():
-                        break  # an aborted run may not have queued its end marker
-                    continue
-                if item is END:
+                item = self.outlet.channel.get(timeout=0.1)
+                if item is CLOSED:
                     break
-                yield item
+                if item is not EMPTY:
+                    yield item
         finally:
             self.detach_consumer()
         self._check_result()
 
     def run(self) -> StatsSnapshot:
         """Until the source ends, ``max_frames`` or ``duration``; returns the final counters."""
-        while not self._finished.wait(0.1):
+        while not self.results_stage.finished.wait(0.1):
             self.poll()
         self.close()
         return self.stats()
 
     def poll(self) -> None:
         """Watchdog called from the consumer's thread: a live source that never delivers a frame is an error."""
-        if self.source.kind == "push":
+        if isinstance(self.source, PushFrameSource):
             return  # an application may take its time before it submits the first frame
-        if self._captured == 0 and self._t_start and not self._stop_capture.is_set():
+        if self.capture.captured == 0 and self._t_start and not self.control.capture_stopped:
             waited = time.time() - self._t_start
             if waited > self.first_frame_timeout:
-                self._fail(
+                self.control.fail(
                     HardwareUnavailableError(
                         f"source {self.source.uri}: no frame in {waited:.0f} s",
                         hint="check that the camera streams (for USB cameras: v4l2-ctl --stream-mmap --stream-count=10)",
@@ -253,17 +289,9 @@ class Pipeline(Stages):
                     drain=True,
                 )
 
-    @property
-    def finished(self) -> bool:
-        return self._finished.is_set()
-
-    @property
-    def capturing(self) -> bool:
-        return self._capturing
-
     def wait_finished(self, timeout: float) -> bool:
-        """True once the results thread has delivered the last frame."""
-        return self._finished.wait(timeout)
+        """True once the results stage has delivered the last frame."""
+        return self.results_stage.finished.wait(timeout)
 
     def stats(self) -> StatsSnapshot:
         snap = self.stats_.snapshot()
@@ -280,10 +308,11 @@ class Pipeline(Stages):
     def _check_result(self) -> None:
         if self._raised:
             return
-        if self.error is not None:
+        if self.control.error is not None:
             self._raised = True
-            raise self.error
-        if self._ran and self.source.frames == 0 and not self._abort.is_set() and self.source.kind != "push":
+            raise self.control.error
+        pushed = isinstance(self.source, PushFrameSource)
+        if self._ran and self.source.frames == 0 and not self.control.aborted and not pushed:
             self._raised = True
             skipped = self.source.skipped
             why = f"; {len(skipped)} file(s) skipped as unreadable, e.g. {skipped[0][1]}" if skipped else ""
@@ -291,3 +320,6 @@ class Pipeline(Stages):
                 f"source {self.source.uri} delivered no frame{why}",
                 hint="check the source: a folder needs readable images, a video at least one frame",
             )
+
+
+__all__: List[str] = ["Pipeline", "default_workers"]

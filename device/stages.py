@@ -1,44 +1,36 @@
-"""The pipeline's four kinds of thread: capture, segment (×K), classify (batches) and results.
+"""The pipeline's stages: capture, segment (+ CPU preprocess), classify (device/classify.py) and results.
 
-With CPU preprocessing the segment workers also preprocess their frame's crops
-(the issue's "preprocess and segment" stage), so the classify thread only
-runs the model and the CPU the LoG takes overlaps with inference; the CUDA
-LoG runs in the classify thread, which owns the CUDA context.
-
-A mixin of :class:`leukedge.device.pipeline.Pipeline`, which owns the
-queues, events and counters these bodies use; split out to keep the control
-surface (start/stop/results) apart from the thread loops.
+Each stage is an object that takes everything it uses in its constructor —
+the channels it reads and writes, the :class:`RunControl` of the run, the
+counters — and has one loop, ``run()``.  No stage reads another's state; they
+meet only in channels.  With CPU preprocessing the segment workers also
+preprocess their frame's crops, so the classify stage only runs the model
+and the CPU the LoG takes overlaps with inference.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import queue
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional
 
 import numpy as np
 
-from leukedge.device.cuda_context import CudaContext
-from leukedge.device.preprocessing import CpuPreprocessor, CudaPreprocessor
-from leukedge.device.runtimes.base import Runtime
+from leukedge.device.channel import CLOSED, Channel, RunControl
 from leukedge.device.sources.base import Frame, FrameSource
 from leukedge.device.stats import PipelineStats
 from leukedge.errors import LeukedgeError
-from leukedge.manifest import Preprocessing
+from leukedge.manifest import Manifest, Preprocessing
 from leukedge.preprocess import preprocess
 from leukedge.segment import SegmentParams, segment
 from leukedge.sinks.base import SinkSet
 from leukedge.types import Cell, FrameResult
 
 log = logging.getLogger("leukedge.pipeline")
-END = object()  # end-of-stream marker passed down every queue
-DEFAULT_BATCH = 32
 
 
 def lower_thread_priority(niceness: int) -> None:
@@ -68,264 +60,204 @@ class Job:
     cells: List[Cell]
     inputs: Optional[np.ndarray] = None
     p_all: List[float] = field(default_factory=list)
+    cells_left: int = 0  # cells not classified yet; the classify stage counts it down
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, i: int, value: float) -> bool:
+        """Store cell ``i``'s p_all; True when it was the frame's last cell (several workers may share a frame)."""
+        with self.lock:
+            self.p_all[i] = value
+            self.cells_left -= 1
+            return self.cells_left == 0
 
 
-def _gather_inputs(items: List[Tuple[Job, int]]) -> np.ndarray:
-    """The model inputs of ``items`` as one batch: a frame's rows are consecutive, so the batch is
-    a few slices joined (or a whole frame's array as it is)."""
-    runs: List[Tuple[Job, int, int]] = []
-    for job, i in items:
-        if runs and runs[-1][0] is job and runs[-1][2] == i:
-            runs[-1] = (job, runs[-1][1], i + 1)
-        else:
-            runs.append((job, i, i + 1))
-    parts = [job.inputs[a:b] for job, a, b in runs]  # type: ignore[index]
-    if len(parts) == 1 and len(parts[0]) == len(runs[0][0].inputs):  # type: ignore[arg-type]
-        return parts[0]
-    return np.concatenate(parts)
+@dataclass(eq=False)
+class CaptureStage:
+    """Reads the source into ``frames_out``: lossless (waits) for files, newest-frame-only for live sources."""
 
-
-class Stages:
     source: FrameSource
-    runtime: Runtime
-    spec: Preprocessing
-    sinks: SinkSet
-    stats_: PipelineStats
-    error: Optional[BaseException]
-    preprocess_kind: str
+    frames_out: Channel
+    control: RunControl
+    stats: PipelineStats
     latest_frame: bool
-    workers: int
-    requested_batch: Optional[int]
-    batch_limit: int
-    max_frames: Optional[int]
-    duration: Optional[float]
-    segment_params: Optional[SegmentParams]
-    segment_niceness: int
-    _deliver: bool
-    _deliver_lock: threading.Lock
-    _early: Deque[FrameResult]
-    _early_dropped: int
-    _frames_q: queue.Queue[Any]
-    _jobs_q: queue.Queue[Any]
-    _done_q: queue.Queue[Any]
-    _out_q: queue.Queue[Any]
-    _stop_capture: threading.Event
-    _abort: threading.Event
-    _consumer_gone: threading.Event
-    _ready: threading.Event
-    _finished: threading.Event
-    _take_lock: threading.Lock
-    _err_lock: threading.Lock
-    _seq: int
-    _threads: List[threading.Thread]
-    _t_start: float
-    _captured: int
+    duration: Optional[float] = None
+    captured: int = 0
 
-    def stop(self, drain: bool = True) -> None:
-        raise NotImplementedError
-
-    def _spawn(self, name: str, target: Any) -> threading.Thread:
-        t = threading.Thread(target=self._guard, args=(target,), name=name, daemon=True)
-        self._threads.append(t)
-        t.start()
-        return t
-
-    def _guard(self, target: Any) -> None:
+    def run(self) -> None:
+        t_start = time.time()
         try:
-            target()
-        except BaseException as exc:  # any thread's failure stops the run and reaches the caller
-            self._fail(exc, drain=False)
-
-    def _fail(self, exc: BaseException, *, drain: bool) -> None:
-        with self._err_lock:
-            if self.error is None:
-                self.error = exc
-                if not isinstance(exc, LeukedgeError):
-                    log.error("pipeline thread failed", exc_info=exc)
-        self.stop(drain=drain)
-
-    def _put(self, q: queue.Queue[Any], item: Any, *, must: bool = False) -> bool:
-        """Blocking put that gives up when the run is aborted (``must``: also when the consumer left)."""
-        while True:
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                if self._abort.is_set() or (not must and q is self._out_q and self._consumer_gone.is_set()):
-                    return False
-
-    def _get(self, q: queue.Queue[Any]) -> Any:
-        while True:
-            try:
-                return q.get(timeout=0.1)
-            except queue.Empty:
-                if self._abort.is_set():
-                    return END
-
-    def _capture_loop(self) -> None:
-        try:
-            while not self._stop_capture.is_set():
-                if self.duration is not None and time.time() - self._t_start >= self.duration:
+            while not self.control.capture_stopped:
+                if self.duration is not None and time.time() - t_start >= self.duration:
                     break
-                t0, idle0 = time.perf_counter(), self.source.idle_s
-                try:
-                    frame = self.source.read()
-                except LeukedgeError as exc:  # a bad frame or a lost camera: finish what was captured, then raise
-                    self._fail(exc, drain=True)
-                    break
-                self.stats_.add_busy("capture", time.perf_counter() - t0 - (self.source.idle_s - idle0))
+                frame = self._read()
                 if frame is None:
                     break
-                self._captured += 1
+                self.captured += 1
                 if self.latest_frame:
-                    self._put_latest(frame)
-                elif not self._put(self._frames_q, frame):
+                    dropped = self.frames_out.put_latest(frame)
+                    if dropped:
+                        self.stats.add_drop(dropped)
+                elif not self.frames_out.put(frame):
                     break
         finally:
-            for _ in range(self.workers):
-                self._put(self._frames_q, END, must=True)
+            self.frames_out.close()
 
-    def _put_latest(self, frame: Frame) -> None:
-        while True:
-            try:
-                self._frames_q.put_nowait(frame)
-                return
-            except queue.Full:
-                try:
-                    self._frames_q.get_nowait()  # the stale frame nobody took yet
-                    self.stats_.add_drop()
-                except queue.Empty:
-                    pass
+    def _read(self) -> Optional[Frame]:
+        t0, idle0 = time.perf_counter(), self.source.idle_s
+        try:
+            frame = self.source.read()
+        except LeukedgeError as exc:  # a bad frame or a lost camera: finish what was captured, then raise
+            self.control.fail(exc, drain=True)
+            return None
+        self.stats.add_busy("capture", time.perf_counter() - t0 - (self.source.idle_s - idle0))
+        return frame
 
-    def _take(self) -> Tuple[Any, int]:
-        with self._take_lock:  # sequence numbers follow the order frames leave the queue
-            item = self._get(self._frames_q)
-            if item is END:
+
+class FrameCounter:
+    """Numbers frames in the order they leave the frames channel, across the segment workers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def take(self, frames_in: Channel) -> Any:
+        """(frame, seq), or (CLOSED, -1) at the end."""
+        with self._lock:
+            item = frames_in.get()
+            if item is CLOSED:
                 return item, -1
-            seq = self._seq
-            self._seq += 1
+            seq = self._next
+            self._next += 1
             return item, seq
 
-    def _segment_loop(self) -> None:
-        lower_thread_priority(self.segment_niceness)
+
+@dataclass(eq=False)
+class SegmentStage:
+    """Cuts a frame's white cells (and, with CPU preprocessing, makes their model inputs) into ``jobs_out``.
+
+    K of them share ``frames_in`` and one ``counter``, which numbers frames in the order they are taken.
+    """
+
+    frames_in: Channel
+    jobs_out: Channel
+    control: RunControl
+    stats: PipelineStats
+    spec: Preprocessing
+    counter: FrameCounter
+    preprocess_on_cpu: bool
+    params: Optional[SegmentParams] = None
+    max_frames: Optional[int] = None
+    niceness: int = 0
+
+    def run(self) -> None:
+        lower_thread_priority(self.niceness)
         try:
             while True:
-                frame, seq = self._take()
-                if frame is END or self._abort.is_set():
+                frame, seq = self.counter.take(self.frames_in)
+                if frame is CLOSED or self.control.aborted:
                     break
                 if self.max_frames is not None and seq >= self.max_frames:
-                    self._stop_capture.set()
+                    self.control.end_capture()
                     continue
-                t0 = time.perf_counter()
-                cells = segment(frame.image, self.spec, params=self.segment_params)
-                t1 = time.perf_counter()
-                self.stats_.add_busy("segment", t1 - t0)
-                inputs = None
-                if cells and self.preprocess_kind == "cpu":
-                    inputs = preprocess([c.crop for c in cells], self.spec)
-                    self.stats_.add_busy("preprocess", time.perf_counter() - t1)
-                if not self._put(self._jobs_q, Job(seq, frame, cells, inputs)):
+                if not self.jobs_out.put(self.process(frame, seq)):
                     break
         finally:
-            self._put(self._jobs_q, END, must=True)
+            self.jobs_out.close()
 
-    def _classify_loop(self) -> None:
-        with contextlib.ExitStack() as stack:
-            try:
-                prep = self._open_models(stack)
-            except BaseException as exc:
-                self._fail(exc, drain=False)  # recorded before start() is woken, which raises it
-                return
-            finally:
-                self._ready.set()
-            self._batch_loop(prep)
-
-    def _open_models(self, stack: contextlib.ExitStack) -> Any:
-        ctx: Optional[CudaContext] = None
-        if self.preprocess_kind == "cuda":
-            ctx = CudaContext().open()
-            stack.callback(ctx.close)
-            stack.enter_context(ctx)  # current in this thread for its whole life
-        self.runtime.open()
-        stack.callback(self.runtime.close)
-        self.batch_limit = self.requested_batch or self.runtime.max_batch or DEFAULT_BATCH
-        if self.runtime.max_batch:
-            self.batch_limit = min(self.batch_limit, self.runtime.max_batch)
-        if ctx is not None:
-            prep: Any = CudaPreprocessor(self.spec, max_batch=self.batch_limit, context=ctx)
-        else:
-            prep = CpuPreprocessor(self.spec)
-        prep.open()
-        stack.callback(prep.close)
-        return prep
-
-    def _batch_loop(self, prep: Any) -> None:
-        pending: Deque[Tuple[Job, int]] = deque()
-        ends = 0
-        try:
-            while ends < self.workers:
-                job = self._get(self._jobs_q)
-                while True:  # take what is already waiting, up to one batch: batches grow under load
-                    if job is END:
-                        ends += 1
-                    elif not job.cells:
-                        self._put(self._done_q, job)
-                    else:
-                        job.p_all = [0.0] * len(job.cells)
-                        pending.extend((job, i) for i in range(len(job.cells)))
-                    if ends >= self.workers or len(pending) >= self.batch_limit:
-                        break
-                    try:
-                        job = self._jobs_q.get_nowait()
-                    except queue.Empty:
-                        break
-                if self._abort.is_set():
-                    return
-                while pending:
-                    self._classify(prep, [pending.popleft() for _ in range(min(self.batch_limit, len(pending)))])
-        finally:
-            self._put(self._done_q, END, must=True)
-
-    def _classify(self, prep: Any, items: List[Tuple[Job, int]]) -> None:
+    def process(self, frame: Frame, seq: int) -> Job:
         t0 = time.perf_counter()
-        if items[0][0].inputs is not None:  # preprocessed by the segment workers
-            batch = _gather_inputs(items)
-        else:
-            batch = prep.prepare([job.cells[i].crop for job, i in items])
-            self.stats_.add_busy("preprocess", time.perf_counter() - t0)
+        cells = segment(frame.image, self.spec, params=self.params)
         t1 = time.perf_counter()
-        p = self.runtime.p_all(batch)
-        t2 = time.perf_counter()
-        self.stats_.add_busy("classify", t2 - t1)
-        self.stats_.add_batch(len(items))
-        for (job, i), value in zip(items, np.asarray(p, dtype=np.float64)):
-            job.p_all[i] = float(value)
-            if i == len(job.cells) - 1:  # a frame's cells are queued in order: its last cell completes it
-                self._put(self._done_q, job)
+        self.stats.add_busy("segment", t1 - t0)
+        inputs = None
+        if cells and self.preprocess_on_cpu:
+            inputs = preprocess([c.crop for c in cells], self.spec)
+            self.stats.add_busy("preprocess", time.perf_counter() - t1)
+        return Job(seq, frame, cells, inputs, p_all=[0.0] * len(cells), cells_left=len(cells))
 
-    def _results_loop(self) -> None:
-        held = {}
+
+class ResultOutlet:
+    """Where finished frame results wait for the ``results()`` iterator, if anyone iterates.
+
+    Before ``deliver()`` nothing is queued except the newest ``keep_early``
+    results, kept for an iterator that starts just after frames began to
+    flow (another thread submitted first).  ``detach()``: the reader left.
+    """
+
+    def __init__(self, channel: Channel, *, deliver: bool, keep_early: int = 0) -> None:
+        self.channel = channel
+        self._deliver = deliver
+        self._lock = threading.Lock()
+        self._early: Deque[FrameResult] = deque(maxlen=max(0, keep_early))
+        self._early_dropped = 0
+
+    @property
+    def delivering(self) -> bool:
+        return self._deliver
+
+    def deliver(self) -> None:
+        """Queue results from now on, after the early ones kept."""
+        self.channel.attach()
+        with self._lock:
+            while self._early:
+                self.channel.put_latest(self._early.popleft())  # the channel is empty before delivery
+            self._deliver = True
+            if self._early_dropped:
+                log.warning(
+                    "iteration began after %d frame result(s) had finished; the oldest %d reached only "
+                    "the sinks and callbacks",
+                    self._early_dropped + self._early.maxlen,  # type: ignore[operator]
+                    self._early_dropped,
+                )
+                self._early_dropped = 0  # said once
+
+    def offer(self, result: FrameResult) -> None:
+        with self._lock:
+            deliver = self._deliver
+            if not deliver and self._early.maxlen:
+                self._early_dropped += len(self._early) == self._early.maxlen
+                self._early.append(result)
+        if deliver:
+            self.channel.put(result)  # False (dropped) once the reader detached
+
+    def detach(self) -> None:
+        self.channel.detach()
+
+
+@dataclass(eq=False)
+class ResultsStage:
+    """Restores frame order, turns jobs into FrameResults and writes them to the sinks and the outlet."""
+
+    done_in: Channel
+    control: RunControl
+    stats: PipelineStats
+    manifest: Manifest
+    sinks: SinkSet
+    outlet: ResultOutlet
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        held: Dict[int, Job] = {}
         next_seq = 0
         try:
             while True:
-                job = self._get(self._done_q)
-                if job is END:
+                job = self.done_in.get()
+                if job is CLOSED:
                     break
                 held[job.seq] = job
                 while next_seq in held:
-                    self._deliver_one(held.pop(next_seq))
+                    self.deliver(held.pop(next_seq))
                     next_seq += 1
-            if not self._abort.is_set():
+            if not self.control.aborted:
                 for seq in sorted(held):  # only after an error upstream can a gap remain
-                    self._deliver_one(held.pop(seq))
+                    self.deliver(held.pop(seq))
             self.sinks.flush()
         finally:
-            self._finished.set()
-            if self._deliver:
-                self._put(self._out_q, END, must=True)
+            self.finished.set()
+            self.outlet.channel.close()
 
-    def _deliver_one(self, job: Job) -> None:
-        m = self.runtime.manifest
+    def deliver(self, job: Job) -> None:
+        m = self.manifest
         cells = tuple(c.classified(p, m.label_for(p)) for c, p in zip(job.cells, job.p_all))
         f = job.frame
         result = FrameResult(
@@ -343,12 +275,6 @@ class Stages:
             self.sinks.write_frame(result, f.image)  # type: ignore[attr-defined]
         else:
             self.sinks.write(result)
-        self.stats_.add_busy("output", time.perf_counter() - t0)
-        self.stats_.add_frame(len(cells), result.n_all, result.latency_s)
-        with self._deliver_lock:
-            deliver = self._deliver
-            if not deliver and self._early.maxlen:
-                self._early_dropped += len(self._early) == self._early.maxlen
-                self._early.append(result)
-        if deliver and not self._consumer_gone.is_set():
-            self._put(self._out_q, result)
+        self.stats.add_busy("output", time.perf_counter() - t0)
+        self.stats.add_frame(len(cells), result.n_all, result.latency_s)
+        self.outlet.offer(result)

@@ -138,6 +138,26 @@ class FrameSource(ABC):
         return f"{type(self).__name__}({self.uri!r})"
 
 
+
+class PushFrameSource(FrameSource):
+    """A source whose frames an application hands in (``submit``) rather than the source pulling them.
+
+    The pipeline treats it differently by this interface: it may wait any
+    time for the first frame (no first-frame watchdog) and a run that got no
+    frame is not an error, because the application decides when frames come.
+    """
+
+    @abstractmethod
+    def submit(
+        self, frame: np.ndarray, *, t_capture: Optional[float] = None, meta: Optional[Dict[str, Any]] = None
+    ) -> int:
+        """Queue one frame; returns its index."""
+
+    @abstractmethod
+    def end(self) -> None:
+        """No more frames will be submitted."""
+
+
 def check_frame(array: Any, name: str) -> np.ndarray:
     """A frame as contiguous H×W×3 uint8 RGB, or an InvalidImageError naming what was wrong."""
     try:

@@ -17,11 +17,11 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from leukedge.device.sources.base import FrameSource, RawFrame, check_frame
+from leukedge.device.sources.base import PushFrameSource, RawFrame, check_frame
 from leukedge.errors import InvalidInputError
 
 
-class PushSource(FrameSource):
+class PushSource(PushFrameSource):
     kind = "push"
 
     def __init__(self, uri: str = "push", *, block: bool = False, capacity: int = 8) -> None:
