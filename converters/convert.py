@@ -1,7 +1,7 @@
 """``leukedge convert``: a trained ``model.h5`` → a model bundle, with the acceptance gate.
 
 The steps, each a module of its own: load the model safely
-(``leukedge.trainer.modelio``), export FP32 ONNX (``onnx_export``), check
+(``leukedge.modelfile``), export FP32 ONNX (``onnx_export``), check
 ONNX against Keras, calibrate and quantize to Q/DQ INT8 on real cells
 (``quantize``), run the INT8 gate on labelled cells (``gate``), keep the most
 sensitive layers in float if it fails (``search``), write the bundle, and
@@ -98,7 +98,7 @@ def convert_model(model_path: Path, options: ConvertOptions, *, echo: Callable[[
     timer, warnings = _Timer(), list(plan.warnings)
 
     from leukedge.converters.onnx_export import check_model_input, export_onnx
-    from leukedge.trainer.modelio import load_model
+    from leukedge.modelfile import load_model
 
     with timer("load"):
         echo(f"Loading {model_path} (safe mode)")
@@ -149,7 +149,7 @@ def convert_model(model_path: Path, options: ConvertOptions, *, echo: Callable[[
     result = ConvertResult(bundle=bundle, seconds=timer.seconds, warnings=warnings)
     _raise_if_failed(result)
     if options.engine:
-        from leukedge.converters.trt_engine import load_or_build_engine
+        from leukedge.device.trt_engine import load_or_build_engine
 
         with timer("engine"):
             result.engine = load_or_build_engine(bundle, options.precision, options.max_batch, progress=True)

@@ -46,7 +46,7 @@ class ConvertPlan:
 
 
 def plan_inputs(model: Path, options: ConvertOptions, *, echo: Callable[[str], None] = print) -> ConvertPlan:
-    from leukedge.trainer.modelio import check_layers, read_manifest
+    from leukedge.modelfile import check_layers, read_manifest
 
     manifest = read_manifest(model)  # not a leukedge model, corrupt, truncated: clear errors, no TensorFlow
     check_layers(model)  # a Lambda or custom layer is refused before anything loads it
@@ -57,7 +57,7 @@ def plan_inputs(model: Path, options: ConvertOptions, *, echo: Callable[[str], N
     calib = _read_calibration(options.calib_data, options, warnings, echo) if options.calib_data is not None else None
     validate = _read_validation(options.validate, warnings, echo) if options.validate is not None else None
     if options.engine:
-        from leukedge.converters.trt_engine import require_tensorrt
+        from leukedge.extras import require_tensorrt
 
         require_tensorrt()
         if options.precision == "int8" and calib is None:

@@ -124,9 +124,9 @@ def _unusable(ref: ModelRef, backend: str, precision: str) -> Optional[str]:
         return "the bundle has no INT8 model (convert with --calib-data)"
     if backend == "onnxruntime":
         return None if precision != "fp16" else "FP16 is a TensorRT precision"
-    from leukedge.converters.trt_engine import tensorrt_available
+    from leukedge.extras import tensorrt_usable
 
-    if not tensorrt_available():
+    if not tensorrt_usable():
         return "TensorRT is not installed here (JetPack, or NVIDIA's tensorrt wheel)"
     if not has("pycuda"):
         return "pycuda is not installed (pip install 'leukedge[jetson]')"

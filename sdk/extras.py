@@ -101,7 +101,28 @@ def has_tensorrt() -> bool:
 
 
 def require_tensorrt() -> ModuleType:
-    return require("tensorrt")
+    """The real ``tensorrt`` module, or MissingDependencyError; the one TensorRT check every caller uses.
+
+    Type stubs (``tensorrt-stubs``) can import as a module without code: a
+    module with neither ``Builder`` nor ``Runtime`` is not TensorRT.
+    """
+    trt = require("tensorrt")
+    if not (hasattr(trt, "Builder") or hasattr(trt, "Runtime")):
+        raise MissingDependencyError(
+            f"the 'tensorrt' that imports here ({list(getattr(trt, '__path__', []))}) has no Builder or Runtime: "
+            "it is the type stubs (tensorrt-stubs), not TensorRT",
+            hint=DEPENDENCIES["tensorrt"].install,
+        )
+    return trt
+
+
+def tensorrt_usable() -> bool:
+    """True when :func:`require_tensorrt` succeeds (imports TensorRT; ``has("tensorrt")`` does not)."""
+    try:
+        require_tensorrt()
+    except MissingDependencyError:
+        return False
+    return True
 
 
 def has_pycuda() -> bool:

@@ -47,7 +47,7 @@ def resolve_model(model: Union[str, os.PathLike[str], Bundle, None]) -> ModelRef
     if isinstance(model, Bundle):
         return ModelRef(model.manifest, bundle=model)
     if model is not None and Path(model).suffix.lower() in KERAS_SUFFIXES:
-        from leukedge.trainer.modelio import read_manifest
+        from leukedge.modelfile import read_manifest
 
         path = Path(model)
         return ModelRef(read_manifest(path), keras_path=path)

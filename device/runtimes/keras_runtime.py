@@ -15,7 +15,7 @@ class KerasRuntime(Runtime):
     name = "keras"
 
     def __init__(self, path: Path, precision: str = "fp32") -> None:
-        from leukedge.trainer.modelio import read_manifest
+        from leukedge.modelfile import read_manifest
 
         if precision != "fp32":
             raise BundleError(f"keras: only fp32 is available, got --precision {precision}")
@@ -25,7 +25,7 @@ class KerasRuntime(Runtime):
         self.max_batch = 64
 
     def _load(self) -> None:
-        from leukedge.trainer.modelio import load_model
+        from leukedge.modelfile import load_model
 
         self.model, _ = load_model(self.path)
 

@@ -1,6 +1,6 @@
 """TensorRT: an engine built from the bundle's ONNX on this device (and cached), run with pycuda buffers.
 
-The engine comes from ``leukedge.converters.trt_engine.load_or_build_engine``
+The engine comes from ``leukedge.device.trt_engine.load_or_build_engine``
 (built on first use, then read from the bundle's cache).  Inputs are copied
 from a pinned host buffer to the GPU, the engine runs asynchronously on a
 CUDA stream, and the probabilities come back the same way.  Batches go up
@@ -24,8 +24,8 @@ import numpy as np
 from leukedge.bundle import Bundle
 from leukedge.device.cuda_context import CudaContext, free_buffer
 from leukedge.device.runtimes.base import Runtime
-from leukedge.errors import BundleError, InvalidInputError, MissingDependencyError
-from leukedge.extras import DEPENDENCIES, require_pycuda, require_tensorrt
+from leukedge.errors import BundleError, InvalidInputError
+from leukedge.extras import require_pycuda, require_tensorrt
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -33,15 +33,7 @@ if TYPE_CHECKING:
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def import_tensorrt() -> Any:
-    """The real TensorRT module; type stubs alone (tensorrt-stubs) import as an empty namespace package."""
-    module = require_tensorrt()
-    if not hasattr(module, "Runtime"):
-        raise MissingDependencyError(
-            f"the 'tensorrt' found at {list(getattr(module, '__path__', []))} is not TensorRT (type stubs only?)",
-            hint=DEPENDENCIES["tensorrt"].install,
-        )
-    return module
+import_tensorrt = require_tensorrt  # the one TensorRT check (leukedge.extras); the name tests and callers use
 
 
 class _TensorIO:
@@ -165,7 +157,7 @@ class TensorRTRuntime(Runtime):
     def _engine_file(self) -> Path:
         if self.engine_path is not None:
             return Path(self.engine_path)
-        from leukedge.converters.trt_engine import load_or_build_engine  # builds (with progress) on first use
+        from leukedge.device.trt_engine import load_or_build_engine  # builds (with progress) on first use
 
         return Path(load_or_build_engine(self.bundle, self.precision, self.requested_batch))
 

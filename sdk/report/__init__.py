@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from leukedge.report.build import SlideReport, build_report
-from leukedge.report.counts import DEFAULT_MIN_CELLS, CellTally, wilson_interval
+from leukedge.tally import DEFAULT_MIN_CELLS, CellTally, wilson_interval
 from leukedge.report.text import format_summary, screen_summary
 
 __all__ = [

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from leukedge._version import __version__
 from leukedge.bundle import REFERENCE_BUNDLE, Bundle
 from leukedge.manifest import POSITIVE_CLASS, Decision
-from leukedge.report.counts import DEFAULT_MIN_CELLS, CellTally, in_band
+from leukedge.tally import DEFAULT_MIN_CELLS, CellTally, in_band
 from leukedge.report.reader import ResultsFile, fields_of, read_results
 
 HIST_BINS = 20

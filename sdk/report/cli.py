@@ -8,7 +8,7 @@ from typing import Optional
 
 import click
 
-from leukedge.report.counts import DEFAULT_MIN_CELLS
+from leukedge.tally import DEFAULT_MIN_CELLS
 
 
 @click.command()

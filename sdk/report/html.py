@@ -7,7 +7,7 @@ from html import escape
 from typing import Any, Dict, List, Tuple
 
 from leukedge.report.build import HIST_BINS, SlideReport
-from leukedge.report.counts import describe_fraction, format_percent
+from leukedge.tally import describe_fraction, format_percent
 
 MAX_FIELD_ROWS = 1000
 MAX_PROBLEM_ROWS = 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from leukedge.report.counts import describe_fraction
+from leukedge.tally import describe_fraction
 
 
 def format_summary(s: Dict[str, Any], *, title: str = "Slide summary") -> str:

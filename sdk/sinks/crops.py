@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from leukedge.manifest import POSITIVE_CLASS
-from leukedge.report.counts import in_band
+from leukedge.tally import in_band
 from leukedge.types import Cell, FrameResult
 
 DEFAULT_MAX_CROPS = 2000

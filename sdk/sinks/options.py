@@ -16,7 +16,7 @@ import click
 
 from leukedge.errors import InvalidInputError
 from leukedge.manifest import Manifest
-from leukedge.report.counts import DEFAULT_MIN_CELLS
+from leukedge.tally import DEFAULT_MIN_CELLS
 from leukedge.sinks.base import Sink, SinkSet
 from leukedge.sinks.crops import DEFAULT_MAX_CROPS, CropStore, crops_dir_for
 from leukedge.sinks.files import CsvSink, JsonlSink

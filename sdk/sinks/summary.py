@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from leukedge.manifest import Decision
-from leukedge.report.counts import DEFAULT_MIN_CELLS, CellTally
+from leukedge.tally import DEFAULT_MIN_CELLS, CellTally
 from leukedge.sinks.base import Sink
 from leukedge.types import FrameResult
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from leukedge.bundle import Bundle, write_bundle
-from leukedge.converters import trt_engine
-from leukedge.converters.trt_engine import engine_key, load_or_build_engine
+from leukedge.device import trt_engine
+from leukedge.device.trt_engine import engine_key, load_or_build_engine
 from leukedge.errors import BundleError, HardwareUnavailableError, InvalidInputError, MissingDependencyError
 from leukedge.manifest import Manifest, Preprocessing
 from tests.converters.fake_tensorrt import make_fake_tensorrt
@@ -171,7 +171,7 @@ def test_timing_cache_is_saved_and_reused(bundle: Bundle, fake_trt) -> None:
 def test_tensorrt_8_uses_the_explicit_batch_flag_and_an_elapsed_ticker(bundle: Bundle, fake_trt, monkeypatch) -> None:
     trt8 = make_fake_tensorrt("8.5.2", memory_pools=False)
     monkeypatch.setitem(sys.modules, "tensorrt", trt8)
-    from leukedge.converters import trt_build
+    from leukedge.device import trt_build
 
     ticks: list = []
     monkeypatch.setattr(trt_build, "ElapsedTicker", lambda log: _Recorder(ticks))

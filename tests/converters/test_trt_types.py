@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import REPO
 from tests.trt_stubs import patched_typings, run_mypy
 
-TRT_MODULES = [REPO / "converters" / "trt_build.py", REPO / "converters" / "trt_engine.py"]
+TRT_MODULES = [REPO / "device" / "trt_build.py", REPO / "device" / "trt_engine.py"]
 
 
 @pytest.fixture(scope="module")

@@ -95,9 +95,9 @@ def test_the_engine_comes_from_the_converters_cache(monkeypatch, bundle, engine_
         asked.append((b.root, precision, max_batch))
         return engine_file
 
-    fake = types.ModuleType("leukedge.converters.trt_engine")
+    fake = types.ModuleType("leukedge.device.trt_engine")
     fake.load_or_build_engine = load_or_build_engine  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "leukedge.converters.trt_engine", fake)
+    monkeypatch.setitem(sys.modules, "leukedge.device.trt_engine", fake)
     with open_runtime(bundle, backend="tensorrt", precision="int8", max_batch=24) as rt:
         assert isinstance(rt, TensorRTRuntime) and rt.describe().startswith("tensorrt int8 (batch ≤ 16, Fake GPU")
     assert asked == [(bundle.root, "int8", 24)]
