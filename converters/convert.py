@@ -34,6 +34,7 @@ from leukedge.converters.quantize import (
 from leukedge.converters.search import keep_in_float
 from leukedge.errors import GateFailedError
 from leukedge.manifest import Manifest
+from leukedge.verdict import GateVerdict, verdict_of
 
 FP32_FILE, INT8_FILE, CALIB_FILE = "model.onnx", "model.int8.onnx", "calibration.json"
 KERAS_MAX_BYTES = 20 * 1024 * 1024  # the Keras model rides along in the bundle up to this size
@@ -123,20 +124,22 @@ def convert_model(model_path: Path, options: ConvertOptions, *, echo: Callable[[
         echo(f"Checking ONNX FP32 against Keras on {len(cells)} cells")
         p_keras = score(Path(model_path), "keras", "fp32", cells)
         p_fp32 = score(bundle, "onnxruntime", "fp32", cells)
-        parity: Dict[str, Any] = {"fp32": gates.fp32_parity(p_keras, p_fp32, options.thresholds)}
-    parity["fp32"]["source"] = plan.reference_source
+        fp32 = gates.fp32_parity(p_keras, p_fp32, options.thresholds)
+    fp32.figures["source"] = plan.reference_source
+    verdicts: Dict[str, GateVerdict] = {"fp32": fp32}
 
     calibration: Dict[str, Any] = {}
     if plan.calib is not None:
         work = out / ".work"
         work.mkdir(exist_ok=True)
         try:
-            bundle, calibration, parity["int8"] = _int8(plan, plan.calib, files, work, timer, echo)
+            bundle, calibration, verdicts["int8"] = _int8(plan, plan.calib, files, work, timer, echo)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         files = {**files, "onnx_int8": INT8_FILE, "calibration": CALIB_FILE}
     else:
-        parity["int8"] = {"passed": None, "reason": "no --calib-data given: no INT8 model"}
+        verdicts["int8"] = GateVerdict.not_run("int8", "no --calib-data given: no INT8 model")
+    parity = {name: v.to_dict() for name, v in verdicts.items()}
 
     timer.seconds["total"] = round(time.perf_counter() - t_start, 3)
     final = replace(
@@ -164,7 +167,7 @@ def _int8(
     timer: _Timer,
     echo: Callable[[str], None],
 ) -> tuple:
-    """Calibrate, quantize and gate; returns (bundle, calibration section, parity['int8'])."""
+    """Calibrate, quantize and gate; returns (bundle, calibration section, the INT8 GateVerdict)."""
     options, manifest, out = plan.options, plan.manifest, plan.out
     spec = manifest.preprocessing
     cache = out / CALIB_FILE
@@ -202,7 +205,7 @@ def _int8(
         return (
             candidate,
             calibration,
-            {"passed": None, "reason": "no --validate data: INT8 not gated, so not used by 'auto'"},
+            GateVerdict.not_run("int8", "no --validate data: INT8 not gated, so not used by 'auto'"),
         )
 
     val = plan.validate
@@ -217,15 +220,8 @@ def _int8(
             return m, gates.judge(m, options.thresholds)
 
         metrics, reasons = gate(candidate)
-    section: Dict[str, Any] = {
-        "passed": not reasons,
-        "threshold": threshold,
-        "thresholds": options.thresholds.to_dict(),
-        "metrics": metrics,
-        "reasons": reasons,
-        "excluded_nodes": [],
-        "calibration_method": options.calib_method,
-    }
+    verdict = gates.int8_verdict(metrics, options.thresholds, threshold, calibration_method=options.calib_method)
+    figures, passed, why = dict(verdict.figures), verdict.passed, list(reasons)
     if reasons:
         echo("INT8 fails the gate (" + "; ".join(reasons) + "): looking for layers to keep in float")
         ranking_crops = calib.crops[:RANKING_CELLS]
@@ -240,30 +236,32 @@ def _int8(
             )
         if found.passed:
             candidate = found.handle
-            section.update(passed=True, metrics=found.metrics, reasons=[], excluded_nodes=found.excluded)
+            passed, why = True, []
+            figures.update(metrics=found.metrics, excluded_nodes=found.excluded)
         else:
             if found.attempts:  # the file on disk has layers in float: ship the plain INT8, marked as failed
                 candidate = build([])
-            section["reasons"] = [*reasons, found.reasons[-1]]
-        section.update(
+            why = [*reasons, found.reasons[-1]]
+        figures.update(
             sensitivity=[{"node": n, "mean_abs_delta_p_in_float": d} for n, d in found.ranking],
             attempts=found.attempts,
         )
-    return candidate, calibration, section
+    return candidate, calibration, GateVerdict("int8", passed, tuple(why), figures)
 
 
 def _raise_if_failed(result: ConvertResult) -> None:
-    parity = result.bundle.manifest.parity
-    if not parity["fp32"]["passed"]:
+    fp32 = verdict_of(result.bundle.manifest.parity, "fp32")
+    int8 = verdict_of(result.bundle.manifest.parity, "int8")
+    if not fp32.passed:
         raise GateFailedError(
-            f"ONNX FP32 differs from Keras by max |Δp| = {parity['fp32']['max_abs_delta_p']:.2e} "
-            f"(limit {parity['fp32']['limit']:.0e}); the conversion is not faithful",
+            f"ONNX FP32 differs from Keras by max |Δp| = {fp32['max_abs_delta_p']:.2e} "
+            f"(limit {fp32['limit']:.0e}); the conversion is not faithful",
             hint="report this with the model file; the bundle in "
             f"{result.bundle.root} is marked as failed and must not be deployed",
         )
-    if parity["int8"].get("passed") is False:
+    if int8.passed is False:
         raise GateFailedError(
-            "INT8 fails the acceptance gate: " + "; ".join(parity["int8"]["reasons"]),
+            "INT8 fails the acceptance gate: " + "; ".join(int8.reasons),
             hint="calibrate on more, and more representative, cells (--calib-data, --calib-size, "
             "--calib-method percentile|entropy); the bundle's FP32 model is usable ('--precision fp32'), "
             "and 'auto' will not pick its INT8 model",

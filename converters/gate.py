@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from leukedge.verdict import GateVerdict, verdict_of
+
 
 @dataclass(frozen=True)
 class GateThresholds:
@@ -53,16 +55,18 @@ def rates(y: np.ndarray, p: np.ndarray, threshold: float) -> Dict[str, Optional[
     return {"sensitivity": sens, "specificity": spec}
 
 
-def fp32_parity(p_keras: np.ndarray, p_onnx: np.ndarray, thresholds: GateThresholds) -> Dict[str, Any]:
+def fp32_parity(p_keras: np.ndarray, p_onnx: np.ndarray, thresholds: GateThresholds) -> GateVerdict:
     delta = np.abs(np.asarray(p_keras, np.float64) - np.asarray(p_onnx, np.float64))
     worst = float(delta.max()) if len(delta) else 0.0
-    return {
-        "passed": bool(worst <= thresholds.max_fp32_delta),
+    passed = bool(worst <= thresholds.max_fp32_delta)
+    figures = {
         "cells": len(delta),
         "max_abs_delta_p": worst,
         "mean_abs_delta_p": float(delta.mean()) if len(delta) else 0.0,
         "limit": thresholds.max_fp32_delta,
     }
+    reasons = () if passed else (f"max |Δp| {worst:.2e} > {thresholds.max_fp32_delta:.0e}",)
+    return GateVerdict("fp32", passed, reasons, figures)
 
 
 def compare(y: np.ndarray, p_ref: np.ndarray, p_new: np.ndarray, threshold: float) -> Dict[str, Any]:
@@ -88,6 +92,13 @@ def compare(y: np.ndarray, p_ref: np.ndarray, p_new: np.ndarray, threshold: floa
         "max_abs_delta_p": float(delta.max()) if len(delta) else 0.0,
         "mean_abs_delta_p": float(delta.mean()) if len(delta) else 0.0,
     }
+
+
+def int8_verdict(metrics: Dict[str, Any], thresholds: GateThresholds, threshold: float, **figures: Any) -> GateVerdict:
+    """The INT8 gate's verdict on ``metrics`` (from :func:`compare`): passed when :func:`judge` finds no reason."""
+    reasons = judge(metrics, thresholds)
+    stored = {"threshold": threshold, "thresholds": thresholds.to_dict(), "metrics": metrics, "excluded_nodes": []}
+    return GateVerdict("int8", not reasons, tuple(reasons), {**stored, **figures})
 
 
 def judge(metrics: Dict[str, Any], thresholds: GateThresholds) -> List[str]:
@@ -116,18 +127,18 @@ def _fmt(v: Any, spec: str) -> str:
 def gate_table(parity: Dict[str, Any]) -> str:
     """The gate as a plain-text table (what ``leukedge convert`` prints and the docs quote)."""
     lines = []
-    fp = parity.get("fp32")
-    if fp:
-        verdict = "PASS" if fp["passed"] else "FAIL"
+    fp = verdict_of(parity, "fp32")
+    if fp.passed is not None:
+        verdict = "PASS" if fp.passed else "FAIL"
         lines.append(
             f"FP32 parity (Keras vs ONNX, {fp['cells']} cells): max |Δp| = {fp['max_abs_delta_p']:.2e} "
             f"(limit {fp['limit']:.0e})  {verdict}"
         )
-    q = parity.get("int8")
-    if not q:
+    if not isinstance(parity, dict) or "int8" not in parity:
         return "\n".join(lines)
-    if q.get("passed") is None:
-        lines.append(f"INT8 gate: not run ({q.get('reason', 'no --validate data')})")
+    q = verdict_of(parity, "int8")
+    if q.passed is None:
+        lines.append(f"INT8 gate: not run ({'; '.join(q.reasons) or 'no --validate data'})")
         return "\n".join(lines)
     m, t = q["metrics"], q["thresholds"]
     rows = [
@@ -168,9 +179,9 @@ def gate_table(parity: Dict[str, Any]) -> str:
         lines.append("  " + "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
         if i == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
-    excluded = q.get("excluded_nodes") or []
+    excluded = q.figures.get("excluded_nodes") or []
     lines.append(f"  layers kept in float: {', '.join(excluded) if excluded else 'none'}")
-    verdict = "PASS" if q["passed"] else "FAIL: " + "; ".join(q.get("reasons", []))
+    verdict = "PASS" if q.passed else "FAIL: " + "; ".join(q.reasons)
     lines.append(f"  verdict: {verdict}")
     collapsed = _one_label_everywhere(m)
     if collapsed:

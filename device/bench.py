@@ -234,8 +234,9 @@ def run_bench(
 def _gate(ref: ModelRef, precision: str) -> Optional[str]:
     if precision != "int8":
         return None
-    passed = ref.manifest.parity.get("int8", {}).get("passed")
-    return {True: "passed", False: "failed"}.get(passed, "not run")
+    from leukedge.verdict import verdict_of
+
+    return verdict_of(ref.manifest.parity, "int8").status
 
 
 def _describe(ref: ModelRef) -> Dict[str, Any]:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from leukedge.bundle import PRECISION_FILES, REFERENCE_BUNDLE, Bundle, sha256_file
 from leukedge.errors import BundleError, InvalidInputError
 from leukedge.extras import require_tensorrt, tensorrt_usable
+from leukedge.verdict import int8_passed
 
 ENGINE_DIR = "engines"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -234,7 +235,7 @@ def load_or_build_engine(
     say = log or _stderr
     require_tensorrt()
     key = engine_key(bundle, precision, max_batch, opt_batch=opt_batch)
-    if precision == "int8" and bundle.manifest.parity.get("int8", {}).get("passed") is not True:
+    if precision == "int8" and not int8_passed(bundle.manifest):
         say(f"Warning: {bundle.root}: its INT8 model has not passed the acceptance gate (manifest parity.int8)")
     folder = engine_dir(bundle, cache_dir)
     engine, key_file = engine_files(folder, key)

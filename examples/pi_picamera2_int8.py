@@ -42,17 +42,18 @@ SETTINGS: Dict[str, Any] = {"backend": "onnxruntime", "precision": "int8", "prep
 def check_int8_gate(ref: Any, allow_ungated: bool) -> str:
     """The INT8 model's acceptance-gate verdict from the manifest; an error if it failed (unless allowed)."""
     from leukedge.errors import BundleError
+    from leukedge.verdict import verdict_of
 
     if ref.bundle is None or not ref.bundle.has("onnx_int8"):
         raise BundleError(
             f"{ref.bundle.root if ref.bundle else ref.keras_path}: the bundle has no INT8 model",
             hint="make one with: leukedge convert model.h5 --calib-data CELLS --validate HELD_OUT_CELLS",
         )
-    gate = ref.manifest.parity.get("int8", {}) if isinstance(ref.manifest.parity, dict) else {}
-    if gate.get("passed") is True:
-        m = gate.get("metrics", {})
+    gate = verdict_of(ref.manifest.parity, "int8")
+    if gate.passed is True:
+        m = gate.figures.get("metrics", {})
         return f"passed on {m.get('cells', '?')} cells ({m.get('flips', '?')} label flips)"
-    why = "; ".join(gate.get("reasons", [])) or "no gate result in the manifest"
+    why = "; ".join(gate.reasons) or "no gate result in the manifest"
     if not allow_ungated:
         raise BundleError(
             f"the bundle's INT8 model did not pass its acceptance gate: {why}",

@@ -19,6 +19,7 @@ from leukedge.device.runtimes.base import Runtime
 from leukedge.errors import InvalidInputError, MissingDependencyError
 from leukedge.extras import has
 from leukedge.manifest import Manifest
+from leukedge.verdict import int8_passed
 
 KERAS_SUFFIXES = (".h5", ".keras")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -117,8 +118,7 @@ def choose_precision(ref: ModelRef, backend: str, precision: str) -> str:
         return precision
     if backend == "keras" or ref.bundle is None:
         return "fp32"
-    gate = ref.manifest.parity.get("int8", {}) if isinstance(ref.manifest.parity, dict) else {}
-    if ref.bundle.has("onnx_int8") and gate.get("passed") is True:
+    if ref.bundle.has("onnx_int8") and int8_passed(ref.manifest):
         return "int8"
     return "fp16" if backend == "tensorrt" else "fp32"
 

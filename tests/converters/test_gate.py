@@ -11,7 +11,7 @@ from PIL import Image
 
 from leukedge.bundle import Bundle
 from leukedge.cli import main
-from leukedge.converters.gate import GateThresholds, auc, compare, fp32_parity, gate_table, judge
+from leukedge.converters.gate import GateThresholds, auc, compare, fp32_parity, gate_table, int8_verdict, judge
 from leukedge.converters.search import keep_in_float, rank_layers
 from leukedge.device.runtimes import choose_precision, resolve_model
 from leukedge.images import read_image
@@ -57,24 +57,7 @@ def test_fp32_parity_limit() -> None:
 
 
 def _parity(y: np.ndarray, ref: np.ndarray, new: np.ndarray) -> dict:
-    m = compare(y, ref, new, 0.5)
-    t = GateThresholds()
-    thresholds = {
-        "max_flip_rate": t.max_flip_rate,
-        "max_sens_delta": t.max_sens_delta,
-        "max_spec_delta": t.max_spec_delta,
-        "max_auc_drop": t.max_auc_drop,
-    }
-    return {
-        "int8": {
-            "passed": not judge(m, t),
-            "reasons": judge(m, t),
-            "metrics": m,
-            "thresholds": thresholds,
-            "threshold": 0.5,
-            "excluded_nodes": [],
-        }
-    }
+    return {"int8": int8_verdict(compare(y, ref, new, 0.5), GateThresholds(), 0.5).to_dict()}
 
 
 def test_the_table_says_when_the_fp32_model_gives_every_cell_one_label() -> None:
