@@ -30,6 +30,7 @@ import time
 from dataclasses import replace
 from typing import Iterator, List, Optional
 
+from leukedge.arguments import arg
 from leukedge.device.channel import CLOSED, EMPTY, RunControl
 from leukedge.device.classify import DEFAULT_BATCH, ClassifyStage, Models
 from leukedge.device.preprocessing import choose_preprocess
@@ -91,7 +92,7 @@ class Pipeline:
         self.preprocess_kind, self.preprocess_why = choose_preprocess(preprocess, self.spec)
         if classify_workers < 1 or (classify_workers > 1 and self.preprocess_kind != "cpu"):
             raise InvalidInputError(
-                f"classify_workers is {classify_workers}, expected 1, or more with CPU preprocessing only",
+                f"{arg('classify_workers', classify_workers)} is not possible here: 1, or more with CPU preprocessing only",
                 hint="the CUDA LoG and TensorRT run in the one thread that owns the CUDA context",
             )
         self.sinks = sinks or SinkSet()

@@ -26,7 +26,9 @@ class LeukedgeError(Exception):
 
     def user_message(self) -> str:
         """``Error: …`` and, when there is one, ``Hint: …``: what the CLI prints."""
-        return f"Error: {self.message}" + (f"\nHint: {self.hint}" if self.hint else "")
+        from leukedge.arguments import for_cli  # the CLI's flags instead of the Python arguments
+
+        return f"Error: {for_cli(self.message)}" + (f"\nHint: {for_cli(self.hint)}" if self.hint else "")
 
 
 class InvalidInputError(LeukedgeError):

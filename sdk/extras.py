@@ -109,9 +109,9 @@ def require_tensorrt() -> ModuleType:
     trt = require("tensorrt")
     if not (hasattr(trt, "Builder") or hasattr(trt, "Runtime")):
         raise MissingDependencyError(
-            f"the 'tensorrt' that imports here ({list(getattr(trt, '__path__', []))}) has no Builder or Runtime: "
-            "it is the type stubs (tensorrt-stubs), not TensorRT",
-            hint=DEPENDENCIES["tensorrt"].install,
+            "the 'tensorrt' that imports here has no Builder or Runtime: it is the type stubs (tensorrt-stubs), "
+            "not TensorRT",
+            hint=f"{list(getattr(trt, '__path__', []))} holds no TensorRT; {DEPENDENCIES['tensorrt'].install}",
         )
     return trt
 

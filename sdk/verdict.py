@@ -40,7 +40,7 @@ class GateVerdict:
         if not isinstance(data, Mapping):
             return cls.not_run(precision, "no verdict recorded")
         passed = data.get("passed")
-        if passed not in (True, False):
+        if not isinstance(passed, bool):  # 1, "true": not a verdict the gate wrote
             passed = None
         raw = data.get("reasons", data.get("reason", ()))
         reasons = (raw,) if isinstance(raw, str) else tuple(str(r) for r in raw or ())

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Union
 
+from leukedge.arguments import arg
 from leukedge.bundle import Bundle
 from leukedge.device.runtimes.base import Runtime
 from leukedge.errors import InvalidInputError, MissingDependencyError
@@ -61,7 +62,7 @@ def _make_onnx(ref: ModelRef, precision: str, **kw: object) -> Runtime:
 
     if ref.bundle is None:
         raise InvalidInputError(
-            "--backend onnxruntime needs a model bundle, not a Keras file",
+            f"{arg('backend', 'onnxruntime')} needs a model bundle, not a Keras file",
             hint="convert it first: leukedge convert model.h5 --out BUNDLE_DIR",
         )
     return OnnxRuntime(ref.bundle, precision, **kw)  # type: ignore[arg-type]
@@ -75,7 +76,7 @@ def _make_keras(ref: ModelRef, precision: str, **kw: object) -> Runtime:
         path = ref.bundle.path_of("keras")
     if path is None:
         raise InvalidInputError(
-            "--backend keras needs the Keras model: pass the .h5 file, or a bundle that includes it",
+            f"{arg('backend', 'keras')} needs the Keras model: pass the .h5 file, or a bundle that includes it",
             hint="leukedge convert keeps model.h5 in the bundle; or use --backend onnxruntime",
         )
     return KerasRuntime(path, precision)
@@ -85,7 +86,7 @@ def _make_tensorrt(ref: ModelRef, precision: str, **kw: object) -> Runtime:
     module = importlib.import_module("leukedge.device.runtimes.tensorrt_runtime")
     if ref.bundle is None:
         raise InvalidInputError(
-            "--backend tensorrt needs a model bundle", hint="leukedge convert model.h5 --out BUNDLE_DIR"
+            f"{arg('backend', 'tensorrt')} needs a model bundle", hint="leukedge convert model.h5 --out BUNDLE_DIR"
         )
     return module.TensorRTRuntime(ref.bundle, precision, **kw)  # type: ignore[no-any-return]
 
@@ -101,7 +102,9 @@ def choose_backend(ref: ModelRef, backend: str) -> str:
     """``auto``: Keras for a Keras file; TensorRT where TensorRT and pycuda import; else ONNX Runtime."""
     if backend != "auto":
         if backend not in BACKENDS:
-            raise InvalidInputError(f"--backend is {backend!r}, expected one of auto, {', '.join(BACKENDS)}")
+            raise InvalidInputError(
+                f"{arg('backend', backend)} is not a backend, expected one of auto, {', '.join(BACKENDS)}"
+            )
         return backend
     if ref.bundle is None:
         return "keras"
@@ -113,7 +116,7 @@ def choose_backend(ref: ModelRef, backend: str) -> str:
 def choose_precision(ref: ModelRef, backend: str, precision: str) -> str:
     """``auto``: INT8 where the bundle has an INT8 model that passed its acceptance gate, else FP32."""
     if precision not in PRECISIONS:
-        raise InvalidInputError(f"--precision is {precision!r}, expected one of {', '.join(PRECISIONS)}")
+        raise InvalidInputError(f"{arg('precision', precision)} is not a precision, expected one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if backend == "keras" or ref.bundle is None:
@@ -137,7 +140,7 @@ def open_runtime(
     try:
         return BACKENDS[name](ref, prec, **options)
     except ModuleNotFoundError as exc:
-        raise MissingDependencyError(f"--backend {name} is not available: {exc}") from exc
+        raise MissingDependencyError(f"{arg('backend', name)} is not available: {exc}") from exc
 
 
 __all__ = ["BACKENDS", "ModelRef", "Runtime", "choose_backend", "choose_precision", "open_runtime", "resolve_model"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from leukedge.arguments import arg
 from leukedge.bundle import Bundle
 from leukedge.device.cuda_context import CudaContext, free_buffer
 from leukedge.device.runtimes.base import Runtime
@@ -119,10 +120,11 @@ class TensorRTRuntime(Runtime):
     ) -> None:
         if precision not in TRT_PRECISIONS:
             raise InvalidInputError(
-                f"tensorrt: --precision is {precision!r}, expected one of {', '.join(TRT_PRECISIONS)}"
+                f"tensorrt: {arg('precision', precision)} is not a TensorRT precision, "
+                f"expected one of {', '.join(TRT_PRECISIONS)}"
             )
         if max_batch < 1:
-            raise InvalidInputError(f"tensorrt: max_batch is {max_batch}, expected >= 1")
+            raise InvalidInputError(f"tensorrt: {arg('max_batch', max_batch)} is below 1, expected >= 1")
         super().__init__(bundle.manifest, precision)
         self.bundle = bundle
         self.requested_batch = int(max_batch)

@@ -10,14 +10,15 @@ import click
 
 from leukedge._version import __version__
 from leukedge.cli.registry import COMMANDS, CommandSpec
+from leukedge.arguments import for_cli
 from leukedge.errors import LeukedgeError, MissingDependencyError
 
 
 def fail(err: LeukedgeError) -> None:
     """Print a user-facing error (no traceback) and exit with its code."""
-    click.secho(f"Error: {err.message}", fg="red", err=True)
+    click.secho(f"Error: {for_cli(err.message)}", fg="red", err=True)  # the flags, not the Python arguments
     if err.hint:
-        click.echo(f"Hint: {err.hint}", err=True)
+        click.echo(f"Hint: {for_cli(err.hint)}", err=True)
     sys.exit(err.exit_code)
 
 

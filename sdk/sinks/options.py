@@ -9,6 +9,7 @@ view (``--serve``), and always a ``SummarySink`` for the end-of-run summary
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -89,38 +90,60 @@ def sink_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def build_sinks(
-    model_id: str,
-    manifest: Manifest,
-    *,
-    outs: Tuple[Path, ...] = (),
-    save_crops: bool = False,
-    max_crops: int = DEFAULT_MAX_CROPS,
-    min_cells: int = DEFAULT_MIN_CELLS,
-    serve: Optional[str] = None,
-    token: Optional[str] = None,
-    serve_fps: float = 10.0,
-    mqtt: Optional[str] = None,
-    mqtt_device_id: Optional[str] = None,
-    mqtt_user: Optional[str] = None,
-    mqtt_password: Optional[str] = None,
-    mqtt_ca: Optional[str] = None,
-    mqtt_cert: Optional[str] = None,
-    mqtt_key: Optional[str] = None,
-    mqtt_buffer: int = 10_000,
-    **_: Any,
-) -> SinkSet:
-    """The sinks the options ask for (nothing opened yet); every option is checked here, before screening starts."""
+@dataclass(frozen=True)
+class SinkOptions:
+    """What ``@sink_options`` parses, as one value: the sinks a run writes to (see :func:`build_sinks`).
+
+    :meth:`of` builds it from keyword arguments and refuses a name it does
+    not have, so a misspelt option is an error, not silently ignored.
+    """
+
+    outs: Tuple[Path, ...] = ()
+    save_crops: bool = False
+    max_crops: int = DEFAULT_MAX_CROPS
+    min_cells: int = DEFAULT_MIN_CELLS
+    serve: Optional[str] = None
+    token: Optional[str] = None
+    serve_fps: float = 10.0
+    mqtt: Optional[str] = None
+    mqtt_device_id: Optional[str] = None
+    mqtt_user: Optional[str] = None
+    mqtt_password: Optional[str] = None
+    mqtt_ca: Optional[str] = None
+    mqtt_cert: Optional[str] = None
+    mqtt_key: Optional[str] = None
+    mqtt_buffer: int = 10_000
+
+    @classmethod
+    def of(cls, **options: Any) -> SinkOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown sink option(s) {', '.join(unknown)}; the sink options are {', '.join(sorted(known))}",
+                hint="check the spelling (they are the keyword forms of leukedge screen's output flags)",
+            )
+        outs = options.get("outs", ())
+        return cls(**{**options, "outs": tuple(Path(o) for o in outs)})
+
+
+def build_sinks(model_id: str, manifest: Manifest, options: Optional[SinkOptions] = None, **kw: Any) -> SinkSet:
+    """The sinks ``options`` (or the same as keywords, ``outs=…``) ask for, nothing opened yet; every option
+    is checked here, before screening starts."""
+    if options is not None and kw:
+        raise InvalidInputError(f"build_sinks: give a SinkOptions or keywords, not both (keywords {', '.join(kw)})")
+    o = options if options is not None else SinkOptions.of(**kw)
+    outs, min_cells = o.outs, o.min_cells
     band = manifest.decision.indeterminate
     sinks = SinkSet([SummarySink(RunningSummary(band=band, min_cells=min_cells, model=model_id))])
     crops = None
-    if save_crops:
+    if o.save_crops:
         if not outs:
             raise InvalidInputError(
                 "--save-crops needs a results file to save the crops beside (no --out given)",
                 hint="add --out cells.jsonl",
             )
-        crops = CropStore(crops_dir_for(outs[0]), band, max_crops=max_crops)
+        crops = CropStore(crops_dir_for(outs[0]), band, max_crops=o.max_crops)
     for out in outs:
         cls = FILE_SINKS.get(out.suffix.lower())
         if cls is None:
@@ -129,42 +152,18 @@ def build_sinks(
                 hint="name the file cells.jsonl or cells.csv",
             )
         sinks.add(cls(out, model_id, crops=crops))
-    if mqtt:
-        sinks.add(
-            _mqtt_sink(
-                mqtt,
-                model_id,
-                band,
-                min_cells,
-                mqtt_device_id,
-                mqtt_user,
-                mqtt_password,
-                mqtt_ca,
-                mqtt_cert,
-                mqtt_key,
-                mqtt_buffer,
-            )
-        )
-    elif mqtt_user or mqtt_ca or mqtt_cert or mqtt_key or mqtt_device_id:
+    if o.mqtt:
+        sinks.add(_mqtt_sink(o, model_id, band))
+    elif o.mqtt_user or o.mqtt_ca or o.mqtt_cert or o.mqtt_key or o.mqtt_device_id:
         raise InvalidInputError("MQTT options were given without --mqtt URL", hint="add --mqtt mqtt://broker:1883")
-    if serve:
-        sinks.add(_live_view(serve, token, model_id, band, min_cells, serve_fps, sinks))
+    if o.serve:
+        sinks.add(_live_view(o.serve, o.token, model_id, band, min_cells, o.serve_fps, sinks))
     return sinks
 
 
-def _mqtt_sink(
-    url: str,
-    model_id: str,
-    band: Tuple[float, float],
-    min_cells: int,
-    device_id: Optional[str],
-    user: Optional[str],
-    password: Optional[str],
-    ca: Optional[str],
-    cert: Optional[str],
-    key: Optional[str],
-    buffer: int,
-) -> Sink:
+def _mqtt_sink(o: SinkOptions, model_id: str, band: Tuple[float, float]) -> Sink:
+    url, device_id, user, password = str(o.mqtt), o.mqtt_device_id, o.mqtt_user, o.mqtt_password
+    ca, cert, key, min_cells = o.mqtt_ca, o.mqtt_cert, o.mqtt_key, o.min_cells
     from leukedge.sinks.mqtt import MqttSettings, MqttSink, check_device_id, default_device_id, parse_mqtt_url
 
     tls, host, port = parse_mqtt_url(url)
@@ -187,7 +186,7 @@ def _mqtt_sink(
         keyfile=key,
         username=user,
         password=password,
-        buffer=buffer,
+        buffer=o.mqtt_buffer,
     )
     return MqttSink(settings, model=model_id, summary=RunningSummary(band=band, min_cells=min_cells, model=model_id))
 
