@@ -26,6 +26,7 @@ import numpy as np
 
 from leukedge.device.channel import CLOSED, EMPTY, Channel, RunControl
 from leukedge.device.cuda_context import CudaContext
+from leukedge.device.gpu_path import GpuClassifier, can_stay_on_gpu
 from leukedge.device.preprocessing import CpuPreprocessor, CudaPreprocessor
 from leukedge.device.runtimes.base import Runtime
 from leukedge.device.stages import Job
@@ -59,6 +60,7 @@ class Models:
         self.requested_batch = requested_batch
         self.batch_limit = requested_batch or DEFAULT_BATCH
         self.preprocessor: Any = None
+        self.gpu_path: Optional[GpuClassifier] = None  # CUDA LoG → TensorRT without a host round trip
         self.ready = threading.Event()
         self._stack = contextlib.ExitStack()
 
@@ -83,6 +85,8 @@ class Models:
             prep.open()
             stack.callback(prep.close)
             self.preprocessor = prep
+            if can_stay_on_gpu(prep, self.runtime):
+                self.gpu_path = GpuClassifier(prep, self.runtime)
         except BaseException:
             stack.close()
             raise
@@ -163,14 +167,23 @@ class ClassifyStage:
 
     def classify(self, items: List[Tuple[Job, int]]) -> None:
         t0 = time.perf_counter()
+        models = self.models
         if items[0][0].inputs is not None:  # preprocessed by the segment workers
             batch = gather_inputs(items)
+        elif models.gpu_path is not None:  # preprocessed and classified on the GPU, in one go
+            p = models.gpu_path.p_all([job.cells[i].crop for job, i in items])
+            self.stats.add_busy("classify", time.perf_counter() - t0)
+            self._record(items, p)
+            return
         else:
-            batch = self.models.preprocessor.prepare([job.cells[i].crop for job, i in items])
+            batch = models.preprocessor.prepare([job.cells[i].crop for job, i in items])
             self.stats.add_busy("preprocess", time.perf_counter() - t0)
         t1 = time.perf_counter()
-        p = self.models.runtime.p_all(batch)
+        p = models.runtime.p_all(batch)
         self.stats.add_busy("classify", time.perf_counter() - t1)
+        self._record(items, p)
+
+    def _record(self, items: List[Tuple[Job, int]], p: np.ndarray) -> None:
         self.stats.add_batch(len(items))
         for (job, i), value in zip(items, np.asarray(p, dtype=np.float64)):
             if job.record(i, float(value)):

@@ -235,8 +235,7 @@ class CudaLog:
         self._stream = cuda.Stream()
         self._events = [cuda.Event() for _ in range(4)]
 
-    def enhance(self, batch: np.ndarray) -> np.ndarray:
-        """N×H×W×3 uint8 RGB at the model input size → the model's float32 input batch."""
+    def _check(self, batch: Any) -> None:
         h, w = self.spec.input_height, self.spec.input_width
         if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.shape[1:] != (h, w, 3):
             raise InvalidImageError(
@@ -244,6 +243,10 @@ class CudaLog:
                 f"{getattr(batch, 'shape', '')}",
                 hint="resize crops with leukedge.preprocess.stack_resized first",
             )
+
+    def enhance(self, batch: np.ndarray) -> np.ndarray:
+        """N×H×W×3 uint8 RGB at the model input size → the model's float32 input batch."""
+        self._check(batch)
         if self._stream is None:
             self.open()
         if len(batch) == 0:
@@ -258,22 +261,10 @@ class CudaLog:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import pycuda.driver as cuda
 
-        n, h, w = len(batch), self.spec.input_height, self.spec.input_width
-        b, s, ev = self._bufs, self._stream, self._events
-        h_in, h_out = b["h_in"][:n], b["h_out"][:n]
-        np.copyto(h_in, batch)
-        total = n * h * w * 3
-        grid, block = ((total + BLOCK - 1) // BLOCK, 1), (BLOCK, 1, 1)
-        dims = (np.int32(n), np.int32(h), np.int32(w))
-        sp, log = self.spec, self.spec.log
+        n, b, s, ev = len(batch), self._bufs, self._stream, self._events
+        h_out = b["h_out"][:n]
         ev[0].record(s)
-        cuda.memcpy_htod_async(b["d_in"], h_in, s)
-        ev[1].record(s)
-        if log.enabled:
-            self._fn["rows"].prepared_async_call(grid, block, s, b["d_in"], b["d_tmp"], *dims)
-            self._fn["cols"].prepared_async_call(grid, block, s, b["d_tmp"], b["d_smooth"], *dims)
-        scalars = (np.float32(log.alpha), np.float32(sp.scale), np.float32(sp.offset))
-        self._fn["finish"].prepared_async_call(grid, block, s, b["d_in"], b["d_smooth"], b["d_out"], *dims, *scalars)
+        self._launch(batch, b["d_out"], s, after_copy=ev[1])
         ev[2].record(s)
         cuda.memcpy_dtoh_async(h_out, b["d_out"], s)
         ev[3].record(s)
@@ -284,6 +275,41 @@ class CudaLog:
             "d2h_ms": ev[3].time_since(ev[2]),
         }
         return np.array(h_out, copy=True)
+
+    def enhance_into(self, batch: np.ndarray, dest: Any, stream: Any) -> None:
+        """Like :meth:`enhance`, but the float32 result stays on the GPU: written to device pointer ``dest``
+        (e.g. a TensorRT engine's input binding) in work queued on ``stream``, which the caller synchronizes.
+
+        Only the uint8 crops cross to the GPU; nothing comes back.  ``batch`` holds at most ``max_batch``
+        crops; call it with this object's context current (the caller's ``with ctx:``).
+        """
+        self._check(batch)
+        if len(batch) > self.max_batch:
+            raise InvalidImageError(f"CUDA LoG: a batch of {len(batch)} crops, more than max_batch={self.max_batch}")
+        if self._stream is None:
+            self.open()
+        if len(batch):
+            self._launch(batch, dest, stream)
+
+    def _launch(self, batch: np.ndarray, dest: Any, stream: Any, *, after_copy: Any = None) -> None:
+        """Queue on ``stream``: uint8 crops host → device, then the kernels, writing float32 to ``dest``."""
+        import pycuda.driver as cuda
+
+        n, h, w = len(batch), self.spec.input_height, self.spec.input_width
+        b, sp, log = self._bufs, self.spec, self.spec.log
+        h_in = b["h_in"][:n]
+        np.copyto(h_in, batch)
+        total = n * h * w * 3
+        grid, block = ((total + BLOCK - 1) // BLOCK, 1), (BLOCK, 1, 1)
+        dims = (np.int32(n), np.int32(h), np.int32(w))
+        cuda.memcpy_htod_async(b["d_in"], h_in, stream)
+        if after_copy is not None:
+            after_copy.record(stream)
+        if log.enabled:
+            self._fn["rows"].prepared_async_call(grid, block, stream, b["d_in"], b["d_tmp"], *dims)
+            self._fn["cols"].prepared_async_call(grid, block, stream, b["d_tmp"], b["d_smooth"], *dims)
+        scalars = (np.float32(log.alpha), np.float32(sp.scale), np.float32(sp.offset))
+        self._fn["finish"].prepared_async_call(grid, block, stream, b["d_in"], b["d_smooth"], dest, *dims, *scalars)
 
     @property
     def device_name(self) -> str:

@@ -9,8 +9,9 @@
 #    the built wheel is kept in .gpu/built, so a rerun with .gpu carried along skips the build;
 # 3. installs this repository into it (editable, no dependencies);
 # 4. runs the `gpu` and `tensorrt` tests (CUDA LoG parity on real cells, the pipeline with CUDA
-#    preprocessing, the Jetson example), the kernel timing table next to the CPU reference, and the pipeline benchmark
-#    with --preprocess cuda and cpu.
+#    preprocessing, the Jetson example), the GPU path (the CUDA LoG written into a device buffer /
+#    TensorRT's input binding, host copies counted), the kernel timing table next to the CPU reference,
+#    and the pipeline benchmark with --preprocess cuda and cpu.
 #
 # Environment: PYTHON (default python3), WHEELS, DATA (default ../shared/data, else .gpu/data),
 # BENCH_SECONDS (default 10), BUILD_JOBS (default: all cores).
@@ -133,6 +134,12 @@ if echo "$out" | tail -1 | grep -q skipped; then  # here a skipped gpu test is a
 fi
 step "pytest -m tensorrt (skips where TensorRT is absent)"
 (cd "$REPO" && "$VPY" -m pytest tests/device -m tensorrt -p no:cacheprovider -q -rs) || fail "tensorrt tests failed" 6
+
+step "GPU path: CUDA LoG into the engine's input binding, no host round trip (fakes, then this GPU; copies counted)"
+out=$(cd "$REPO" && "$VPY" -m pytest tests/device/test_gpu_path.py -p no:cacheprovider -q -rs -s 2>&1); rc=$?
+echo "$out" | grep -v "^$"
+[ "$rc" -eq 0 ] || fail "gpu path tests failed" 6
+echo "$out" | grep -q "CUDA LoG into a device buffer" || fail "the GPU-path test on this GPU did not run (see the skips above)" 6
 
 step "examples marked gpu/tensorrt (the Jetson example for real; skips where TensorRT is absent)"
 (cd "$REPO" && "$VPY" -m pytest tests/examples -m "gpu or tensorrt" -p no:cacheprovider -q -rs) || fail "example tests failed" 6

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -230,17 +230,42 @@ class TensorRTRuntime(Runtime):
         run_n = self._static_batch or n
         b = self._bufs
         with self._lock, self._ctx:
-            h_in, h_out = b["h_in"][:run_n], b["h_out"][:run_n]
+            h_in = b["h_in"][:run_n]
             np.copyto(h_in[:n], batch)
             if run_n > n:
                 h_in[n:] = 0.0  # pad a fixed-batch engine; the padding's outputs are discarded
             cuda.memcpy_htod_async(b["d_in"], h_in, self._stream)
-            addresses = {self.manifest.input_name: int(b["d_in"]), self.manifest.output_name: int(b["d_out"])}
-            if not self._io.execute(run_n, tuple(self.input_shape), addresses, self._stream):
-                raise BundleError(f"tensorrt: the engine failed to run a batch of {run_n} (see the TensorRT log above)")
-            cuda.memcpy_dtoh_async(h_out, b["d_out"], self._stream)
-            self._stream.synchronize()
-            return np.array(h_out[:n], copy=True)
+            return self._execute(n)
+
+    def run_from_device(self, n: int, fill: Callable[[Any, Any], None]) -> np.ndarray:
+        """Probabilities (n × classes) for a batch that ``fill(input_pointer, stream)`` writes straight into
+        the engine's input binding on the GPU (the CUDA LoG does): no host copy of the inputs.
+
+        ``fill`` runs with this runtime's context current and its lock held; it queues its work on
+        ``stream``, the stream the engine then runs on, so nothing waits in between.  A fixed-batch
+        engine also runs the rows past ``n`` (left from an earlier batch); their outputs are discarded.
+        """
+        if not self._open:
+            self.open()
+        if not 1 <= n <= self.max_batch:  # type: ignore[operator]
+            raise InvalidInputError(f"tensorrt: a device batch of {n}, expected 1 to {self.max_batch}")
+        with self._lock, self._ctx:
+            fill(self._bufs["d_in"], self._stream)
+            return self._execute(n)
+
+    def _execute(self, n: int) -> np.ndarray:
+        """Run the engine on what ``d_in`` holds; only the (n, classes) output comes back. Lock and context held."""
+        import pycuda.driver as cuda
+
+        run_n = self._static_batch or n
+        b = self._bufs
+        h_out = b["h_out"][:run_n]
+        addresses = {self.manifest.input_name: int(b["d_in"]), self.manifest.output_name: int(b["d_out"])}
+        if not self._io.execute(run_n, tuple(self.input_shape), addresses, self._stream):
+            raise BundleError(f"tensorrt: the engine failed to run a batch of {run_n} (see the TensorRT log above)")
+        cuda.memcpy_dtoh_async(h_out, b["d_out"], self._stream)
+        self._stream.synchronize()
+        return np.array(h_out[:n], copy=True)
 
     # -- releasing -----------------------------------------------------------------
     def _unload(self) -> None:

@@ -68,12 +68,22 @@ class _PinnedArray(np.ndarray):
 
 def memcpy_htod_async(dest: DeviceAllocation, src: np.ndarray, stream: Any = None) -> None:
     data = np.ascontiguousarray(src).tobytes()
+    CALLS.append(("htod", len(data)))
     MEMORY[int(dest)][: len(data)] = data
 
 
 def memcpy_dtoh_async(dest: np.ndarray, src: DeviceAllocation, stream: Any = None) -> None:
     n = dest.nbytes
+    CALLS.append(("dtoh", n))
     dest[...] = np.frombuffer(bytes(MEMORY[int(src)][:n]), dtype=dest.dtype).reshape(dest.shape)
+
+
+class Event:
+    def record(self, stream: Any = None) -> None:
+        pass
+
+    def time_since(self, other: Event) -> float:
+        return 0.0
 
 
 class Stream:
@@ -119,6 +129,7 @@ def make_pycuda() -> types.ModuleType:
         "Device": Device,
         "Context": Context,
         "Stream": Stream,
+        "Event": Event,
         "mem_alloc": DeviceAllocation,
         "pagelocked_empty": pagelocked_empty,
         "memcpy_htod_async": memcpy_htod_async,
