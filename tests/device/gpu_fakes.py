@@ -161,6 +161,20 @@ class EngineSpec:
         self.profile_max, self.dtype = profile_max, dtype
 
 
+def engine_output(batch: np.ndarray) -> np.ndarray:
+    """What the fake engine computes for a batch: softmax([-m, m]), m the mean of each item."""
+    m = batch.reshape(len(batch), -1).mean(axis=1)
+    e = np.exp(np.stack([-m, m], axis=1))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fake_engine_file(folder: Any) -> Any:
+    """A file the fake TensorRT deserializes into an engine."""
+    path = folder / "model.engine"
+    path.write_bytes(b"ENGINE")
+    return path
+
+
 def _compute(addresses: Dict[str, int], spec: EngineSpec, batch: int) -> None:
     item = int(np.prod(spec.shape[1:]))
     x = np.frombuffer(bytes(MEMORY[addresses[spec.inp]][: batch * item * 4]), np.float32).reshape(batch, item)

@@ -20,7 +20,7 @@ from leukedge.device.runtimes.tensorrt_runtime import TensorRTRuntime
 from leukedge.device.sources import make_source
 from leukedge.preprocess import enhance
 from tests.device.device_helpers import SMALL_SYNTHETIC, c_compiler
-from tests.device.gpu_fakes import CALLS, MEMORY, EngineSpec, install
+from tests.device.gpu_fakes import CALLS, MEMORY, EngineSpec, engine_output, fake_engine_file, install
 from tests.device.kernel_fakes import install_kernels
 
 CROP_BYTES = 128 * 128 * 3  # one uint8 crop
@@ -33,15 +33,7 @@ def fakes(monkeypatch, tmp_path) -> Path:
         pytest.skip("no C compiler (gcc) to run the kernel text on the CPU")
     install(monkeypatch, EngineSpec(profile_max=16))
     install_kernels(monkeypatch, tmp_path)
-    engine = tmp_path / "model.engine"
-    engine.write_bytes(b"ENGINE")
-    return engine
-
-
-def _softmax_of_means(x: np.ndarray) -> np.ndarray:
-    m = x.reshape(len(x), -1).mean(axis=1)
-    e = np.exp(np.stack([-m, m], axis=1))
-    return e / e.sum(axis=1, keepdims=True)
+    return fake_engine_file(tmp_path)
 
 
 def _copies(kind: str) -> list:
@@ -65,7 +57,7 @@ def test_the_log_output_goes_into_the_engine_input_and_only_probabilities_come_b
     # The last chunk (4 crops) is what the input binding holds now: read back from the device, it is the
     # CPU reference.
     np.testing.assert_allclose(binding.reshape(4, 128, 128, 3), reference[16:], atol=TOLERANCE_GREY * spec.scale)
-    np.testing.assert_allclose(probs, _softmax_of_means(reference), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probs, engine_output(reference), rtol=1e-5, atol=1e-6)
     # Host copies: the uint8 crops in, (n, 2) probabilities out, per engine call (16 + 4); no float32 batch.
     assert _copies("htod") == [16 * CROP_BYTES, 4 * CROP_BYTES]
     assert _copies("dtoh") == [16 * 2 * 4, 4 * 2 * 4]

@@ -13,20 +13,15 @@ from leukedge.device.runtimes import open_runtime
 from leukedge.device.runtimes.tensorrt_runtime import TensorRTRuntime, import_tensorrt
 from leukedge.errors import BundleError, InvalidInputError, MissingDependencyError
 from leukedge.extras import has
-from tests.device.gpu_fakes import CALLS, EngineSpec, install
+from tests.device.gpu_fakes import CALLS, EngineSpec, engine_output, fake_engine_file, install
 
 
 @pytest.fixture
 def engine_file(tmp_path) -> Path:
-    p = tmp_path / "model.engine"
-    p.write_bytes(b"ENGINE")
-    return p
+    return fake_engine_file(tmp_path)
 
 
-def _expected(batch: np.ndarray) -> np.ndarray:
-    m = batch.reshape(len(batch), -1).mean(axis=1)
-    e = np.exp(np.stack([-m, m], axis=1))
-    return e / e.sum(axis=1, keepdims=True)
+_expected = engine_output  # what the fake engine computes
 
 
 @pytest.mark.parametrize("api", ["tensor", "binding"])
