@@ -13,8 +13,8 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from leukedge.device.cuda_context import CudaContext, cuda_problem, find_nvcc
 from leukedge.arguments import arg
+from leukedge.device.cuda_context import CudaContext, cuda_problem, find_nvcc
 from leukedge.errors import HardwareUnavailableError, InvalidInputError
 from leukedge.manifest import Preprocessing
 from leukedge.preprocess import preprocess, stack_resized
@@ -66,7 +66,9 @@ class CudaPreprocessor:
 def choose_preprocess(mode: str, spec: Preprocessing, *, device: int = 0) -> Tuple[str, str]:
     """(``"cuda"`` or ``"cpu"``, why) for ``--preprocess mode``; raises when ``cuda`` is forced and unusable."""
     if mode not in MODES:
-        raise InvalidInputError(f"{arg('preprocess', mode)} is not a preprocessing mode, expected one of {', '.join(MODES)}")
+        raise InvalidInputError(
+            f"{arg('preprocess', mode)} is not a preprocessing mode, expected one of {', '.join(MODES)}"
+        )
     if mode == "cpu":
         return "cpu", "asked for"
     if spec.log.apply_at != "input":

@@ -39,9 +39,9 @@ SOURCE = "csi://0?width=1920&height=1080&fps=30"
 
 def configuration(args: argparse.Namespace) -> Dict[str, Any]:
     """What would run, resolved and checked without touching a camera or a GPU."""
-    from leukedge.device.trt_engine import onnx_for
     from leukedge.device.runtimes import choose_precision, open_runtime, resolve_model
     from leukedge.device.sources import make_source
+    from leukedge.device.trt_engine import onnx_for
 
     ref = resolve_model(None if args.model == "reference" else args.model)  # loads the bundle, checks SHA-256s
     source = make_source(args.source)  # parses the URI; opens nothing

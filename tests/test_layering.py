@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = {"sdk": "leukedge", "trainer": "leukedge.trainer", "converters": "leukedge.converters", "device": "leukedge.device"}
+FOLDERS = {
+    "sdk": "leukedge",
+    "trainer": "leukedge.trainer",
+    "converters": "leukedge.converters",
+    "device": "leukedge.device",
+}
 OUTER = ("trainer", "converters", "device")
 ALLOWED = {("trainer", "device"), ("converters", "device")}  # between the outer packages, lazy imports included
 

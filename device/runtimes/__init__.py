@@ -116,7 +116,9 @@ def choose_backend(ref: ModelRef, backend: str) -> str:
 def choose_precision(ref: ModelRef, backend: str, precision: str) -> str:
     """``auto``: INT8 where the bundle has an INT8 model that passed its acceptance gate, else FP32."""
     if precision not in PRECISIONS:
-        raise InvalidInputError(f"{arg('precision', precision)} is not a precision, expected one of {', '.join(PRECISIONS)}")
+        raise InvalidInputError(
+            f"{arg('precision', precision)} is not a precision, expected one of {', '.join(PRECISIONS)}"
+        )
     if precision != "auto":
         return precision
     if backend == "keras" or ref.bundle is None:

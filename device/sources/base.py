@@ -138,7 +138,6 @@ class FrameSource(ABC):
         return f"{type(self).__name__}({self.uri!r})"
 
 
-
 class PushFrameSource(FrameSource):
     """A source whose frames an application hands in (``submit``) rather than the source pulling them.
 

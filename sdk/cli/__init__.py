@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from leukedge._version import __version__
-from leukedge.cli.registry import COMMANDS, CommandSpec
 from leukedge.arguments import for_cli
+from leukedge.cli.registry import COMMANDS, CommandSpec
 from leukedge.errors import LeukedgeError, MissingDependencyError
 
 

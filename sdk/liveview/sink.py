@@ -24,10 +24,10 @@ from leukedge.liveview.clients import ClientHub
 from leukedge.liveview.page import build_page
 from leukedge.liveview.server import DEFAULT_HOST, DEFAULT_PORT, LiveViewServer, check_bind
 from leukedge.manifest import Decision
-from leukedge.tally import DEFAULT_MIN_CELLS
 from leukedge.sinks.base import Sink
 from leukedge.sinks.crops import is_flagged
 from leukedge.sinks.summary import RunningSummary
+from leukedge.tally import DEFAULT_MIN_CELLS
 from leukedge.types import Cell, FrameResult
 
 log = logging.getLogger("leukedge.liveview")

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 from leukedge.report.build import SlideReport, build_report
-from leukedge.tally import DEFAULT_MIN_CELLS, CellTally, wilson_interval
 from leukedge.report.text import format_summary, screen_summary
+from leukedge.tally import DEFAULT_MIN_CELLS, CellTally, wilson_interval
 
 __all__ = [
     "DEFAULT_MIN_CELLS",

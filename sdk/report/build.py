@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from leukedge._version import __version__
 from leukedge.bundle import REFERENCE_BUNDLE, Bundle
 from leukedge.manifest import POSITIVE_CLASS, Decision
-from leukedge.tally import DEFAULT_MIN_CELLS, CellTally, in_band
 from leukedge.report.reader import ResultsFile, fields_of, read_results
+from leukedge.tally import DEFAULT_MIN_CELLS, CellTally, in_band
 
 HIST_BINS = 20
 MAX_CROP_BYTES = 1 << 20

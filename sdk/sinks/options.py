@@ -17,11 +17,11 @@ import click
 
 from leukedge.errors import InvalidInputError
 from leukedge.manifest import Manifest
-from leukedge.tally import DEFAULT_MIN_CELLS
 from leukedge.sinks.base import Sink, SinkSet
 from leukedge.sinks.crops import DEFAULT_MAX_CROPS, CropStore, crops_dir_for
 from leukedge.sinks.files import CsvSink, JsonlSink
 from leukedge.sinks.summary import RunningSummary, SummarySink
+from leukedge.tally import DEFAULT_MIN_CELLS
 
 FILE_SINKS: Dict[str, Any] = {".jsonl": JsonlSink, ".csv": CsvSink}
 FILE_SUFFIXES = tuple(FILE_SINKS)

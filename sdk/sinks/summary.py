@@ -14,8 +14,8 @@ from collections import deque
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from leukedge.manifest import Decision
-from leukedge.tally import DEFAULT_MIN_CELLS, CellTally
 from leukedge.sinks.base import Sink
+from leukedge.tally import DEFAULT_MIN_CELLS, CellTally
 from leukedge.types import FrameResult
 
 FPS_WINDOW_S = 2.0

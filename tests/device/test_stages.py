@@ -127,7 +127,9 @@ def test_capture_stops_when_told_to() -> None:
     control = RunControl()
     out = control.channel(10)
     control.end_capture()
-    CaptureStage(FakeSource([np.zeros((8, 8, 3), np.uint8)]).open(), out, control, PipelineStats(), latest_frame=False).run()
+    CaptureStage(
+        FakeSource([np.zeros((8, 8, 3), np.uint8)]).open(), out, control, PipelineStats(), latest_frame=False
+    ).run()
     assert _drain(out) == []
 
 
@@ -146,8 +148,14 @@ def _segment(frames: List[Frame], *, cpu: bool = True, max_frames: Optional[int]
         frames_in.put(f)
     frames_in.close()
     stage = SegmentStage(
-        frames_in, jobs, control, PipelineStats(), Preprocessing(),
-        counter=FrameCounter(), preprocess_on_cpu=cpu, max_frames=max_frames,
+        frames_in,
+        jobs,
+        control,
+        PipelineStats(),
+        Preprocessing(),
+        counter=FrameCounter(),
+        preprocess_on_cpu=cpu,
+        max_frames=max_frames,
     )
     stage.run()
     return control, _drain(jobs)
@@ -184,7 +192,9 @@ def _classify(jobs: List[Job], runtime: Runtime, *, workers: int = 1, max_batch:
     models = Models(runtime, preprocess_kind="cpu", requested_batch=max_batch)
     others = threading.Semaphore(0)
     stages = [
-        ClassifyStage(jobs_in, done, control, PipelineStats(), models, owner=k == 0, others_done=others, other_workers=workers - 1)
+        ClassifyStage(
+            jobs_in, done, control, PipelineStats(), models, owner=k == 0, others_done=others, other_workers=workers - 1
+        )
         for k in range(workers)
     ]
     threads = [control.spawn(f"leukedge-test-classify-{k}", s.run) for k, s in enumerate(stages)]
