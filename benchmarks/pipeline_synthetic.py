@@ -146,6 +146,22 @@ def pipeline_run(model: Any, args: argparse.Namespace, *, fps: float, seconds: f
     }
 
 
+def _summary(
+    result: Dict[str, Any], clf: Dict[str, Any], unpaced: Dict[str, Any], paced: Dict[str, Any], paced_fps: float
+) -> str:
+    """The few lines a person reads after the JSON."""
+    return (
+        f"\nclassifier only: {clf['cells_per_s']:.1f} cells/s ({clf['runtime']}, batch {clf['batch']})\n"
+        f"pipeline:        {unpaced['mean_fps']:.2f} frames/s, {unpaced['mean_cells_per_s']:.1f} cells/s "
+        f"= {100 * result['pipeline_vs_classifier']:.0f}% of the classifier alone; stage shares "
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in unpaced["stage_share"].items())
+        + "\nper CPU-second: ratio "
+        + ", ".join(f"{x:.2f}" for x in result["cpu_ratio_each_repeat"])  # type: ignore[union-attr]
+        + f"\npaced at {paced_fps} fps: latency p50 {paced['latency_p50_ms']} ms, p99 {paced['latency_p99_ms']} ms, "
+        f"{paced['dropped']} dropped of {paced['frames'] + paced['dropped']}"
+    )
+
+
 def main(argv: List[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -202,16 +218,7 @@ def main(argv: List[str] | None = None) -> int:
         "load_average": os.getloadavg(),
     }
     print(json.dumps(result, indent=2))
-    print(
-        f"\nclassifier only: {clf['cells_per_s']:.1f} cells/s ({clf['runtime']}, batch {clf['batch']})\n"
-        f"pipeline:        {unpaced['mean_fps']:.2f} frames/s, {unpaced['mean_cells_per_s']:.1f} cells/s "
-        f"= {100 * result['pipeline_vs_classifier']:.0f}% of the classifier alone; stage shares "
-        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in unpaced["stage_share"].items())
-        + "\nper CPU-second: ratio "
-        + ", ".join(f"{x:.2f}" for x in result["cpu_ratio_each_repeat"])  # type: ignore[union-attr]
-        + f"\npaced at {paced_fps} fps: latency p50 {paced['latency_p50_ms']} ms, p99 {paced['latency_p99_ms']} ms, "
-        f"{paced['dropped']} dropped of {paced['frames'] + paced['dropped']}"
-    )
+    print(_summary(result, clf, unpaced, paced, paced_fps))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

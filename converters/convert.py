@@ -110,21 +110,14 @@ def convert_model(model_path: Path, options: ConvertOptions, *, echo: Callable[[
         echo(f"Exporting FP32 ONNX (opset {plan.opset}, dynamic batch) → {out / FP32_FILE}")
         export_onnx(model, manifest, out / FP32_FILE, opset=plan.opset)
     del model
-    files = {"onnx_fp32": FP32_FILE}
-    if Path(model_path).stat().st_size <= KERAS_MAX_BYTES:
-        keras_name = "model" + Path(model_path).suffix.lower()
-        shutil.copyfile(model_path, out / keras_name)
-        files["keras"] = keras_name
-    else:
-        warnings.append(f"{model_path} is over {KERAS_MAX_BYTES >> 20} MB; the bundle does not carry it (no Keras row)")
+    files = {"onnx_fp32": FP32_FILE, **_carry_keras(Path(model_path), out, warnings)}
     bundle = write_bundle(out, manifest, files)
 
     with timer("parity_fp32"):
         cells = reference_cells(plan)
         echo(f"Checking ONNX FP32 against Keras on {len(cells)} cells")
         p_keras = score(Path(model_path), "keras", "fp32", cells)
-        p_fp32 = score(bundle, "onnxruntime", "fp32", cells)
-        fp32 = gates.fp32_parity(p_keras, p_fp32, options.thresholds)
+        fp32 = gates.fp32_parity(p_keras, score(bundle, "onnxruntime", "fp32", cells), options.thresholds)
     fp32.figures["source"] = plan.reference_source
     verdicts: Dict[str, GateVerdict] = {"fp32": fp32}
 
@@ -159,6 +152,16 @@ def convert_model(model_path: Path, options: ConvertOptions, *, echo: Callable[[
     return result
 
 
+def _carry_keras(model_path: Path, out: Path, warnings: List[str]) -> Dict[str, str]:
+    """Copy the Keras file into the bundle (the Keras row of bench, parity checks) unless it is too big."""
+    if model_path.stat().st_size > KERAS_MAX_BYTES:
+        warnings.append(f"{model_path} is over {KERAS_MAX_BYTES >> 20} MB; the bundle does not carry it (no Keras row)")
+        return {}
+    keras_name = "model" + model_path.suffix.lower()
+    shutil.copyfile(model_path, out / keras_name)
+    return {"keras": keras_name}
+
+
 def _int8(
     plan: ConvertPlan,
     calib: CellSet,
@@ -186,27 +189,10 @@ def _int8(
         prepare(out / FP32_FILE, prepared)
         reader = make_reader(calib.crops, spec, manifest.input_name)
         candidate = build([])
-    calibration = {
-        "method": options.calib_method,
-        "batch": CALIB_BATCH,
-        "images": len(calib),
-        "per_class": calib.counts(),
-        "selection": f"as even over the classes as they allow, subjects in turn, seed {options.seed}",
-        "preprocessing": "leukedge.preprocess.preprocess with this manifest's preprocessing",
-        "statistics": CALIB_FILE,
-        **calibration_summary(cache, manifest.input_name),
-        "scheme": {
-            "format": "QDQ (QuantizeLinear/DequantizeLinear)",
-            "activations": "int8, symmetric (zero point 0), per tensor",
-            "weights": "int8, symmetric, per channel",
-        },
-    }
+    calibration = _calibration_section(plan, calib, cache)
     if plan.validate is None:
-        return (
-            candidate,
-            calibration,
-            GateVerdict.not_run("int8", "no --validate data: INT8 not gated, so not used by 'auto'"),
-        )
+        why = "no --validate data: INT8 not gated, so not used by 'auto'"
+        return candidate, calibration, GateVerdict.not_run("int8", why)
 
     val = plan.validate
     y = val.y()
@@ -221,7 +207,6 @@ def _int8(
 
         metrics, reasons = gate(candidate)
     verdict = gates.int8_verdict(metrics, options.thresholds, threshold, calibration_method=options.calib_method)
-    figures, passed, why = dict(verdict.figures), verdict.passed, list(reasons)
     if reasons:
         echo("INT8 fails the gate (" + "; ".join(reasons) + "): looking for layers to keep in float")
         ranking_crops = calib.crops[:RANKING_CELLS]
@@ -234,19 +219,43 @@ def _int8(
             found = keep_in_float(
                 weighted_nodes(prepared), build, drift, gate, max_excluded=options.max_excluded, log=echo
             )
-        if found.passed:
-            candidate = found.handle
-            passed, why = True, []
-            figures.update(metrics=found.metrics, excluded_nodes=found.excluded)
-        else:
-            if found.attempts:  # the file on disk has layers in float: ship the plain INT8, marked as failed
-                candidate = build([])
-            why = [*reasons, found.reasons[-1]]
-        figures.update(
-            sensitivity=[{"node": n, "mean_abs_delta_p_in_float": d} for n, d in found.ranking],
-            attempts=found.attempts,
-        )
-    return candidate, calibration, GateVerdict("int8", passed, tuple(why), figures)
+        candidate, verdict = _after_search(found, candidate, verdict, build)
+    return candidate, calibration, verdict
+
+
+def _calibration_section(plan: ConvertPlan, calib: CellSet, cache: Path) -> Dict[str, Any]:
+    """The manifest's ``calibration``: how the INT8 model was calibrated, and on what."""
+    options = plan.options
+    return {
+        "method": options.calib_method,
+        "batch": CALIB_BATCH,
+        "images": len(calib),
+        "per_class": calib.counts(),
+        "selection": f"as even over the classes as they allow, subjects in turn, seed {options.seed}",
+        "preprocessing": "leukedge.preprocess.preprocess with this manifest's preprocessing",
+        "statistics": CALIB_FILE,
+        **calibration_summary(cache, plan.manifest.input_name),
+        "scheme": {
+            "format": "QDQ (QuantizeLinear/DequantizeLinear)",
+            "activations": "int8, symmetric (zero point 0), per tensor",
+            "weights": "int8, symmetric, per channel",
+        },
+    }
+
+
+def _after_search(found: Any, candidate: Bundle, failed: GateVerdict, build: Callable[..., Bundle]) -> tuple:
+    """(bundle, verdict) once the search for layers to keep in float has ended, passed or not."""
+    figures = dict(failed.figures)
+    figures.update(
+        sensitivity=[{"node": n, "mean_abs_delta_p_in_float": d} for n, d in found.ranking],
+        attempts=found.attempts,
+    )
+    if found.passed:
+        figures.update(metrics=found.metrics, excluded_nodes=found.excluded)
+        return found.handle, GateVerdict("int8", True, (), figures)
+    if found.attempts:  # the file on disk has layers in float: ship the plain INT8, marked as failed
+        candidate = build([])
+    return candidate, GateVerdict("int8", False, (*failed.reasons, found.reasons[-1]), figures)
 
 
 def _raise_if_failed(result: ConvertResult) -> None:

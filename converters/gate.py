@@ -11,7 +11,7 @@ in, verdict out.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -124,24 +124,9 @@ def _fmt(v: Any, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def gate_table(parity: Dict[str, Any]) -> str:
-    """The gate as a plain-text table (what ``leukedge convert`` prints and the docs quote)."""
-    lines = []
-    fp = verdict_of(parity, "fp32")
-    if fp.passed is not None:
-        verdict = "PASS" if fp.passed else "FAIL"
-        lines.append(
-            f"FP32 parity (Keras vs ONNX, {fp['cells']} cells): max |Δp| = {fp['max_abs_delta_p']:.2e} "
-            f"(limit {fp['limit']:.0e})  {verdict}"
-        )
-    if not isinstance(parity, dict) or "int8" not in parity:
-        return "\n".join(lines)
-    q = verdict_of(parity, "int8")
-    if q.passed is None:
-        lines.append(f"INT8 gate: not run ({'; '.join(q.reasons) or 'no --validate data'})")
-        return "\n".join(lines)
-    m, t = q["metrics"], q["thresholds"]
-    rows = [
+def _int8_rows(m: Dict[str, Any], t: Dict[str, Any]) -> List[Tuple[str, ...]]:
+    """The INT8 table's rows: header, then each metric for FP32, INT8, their difference and the limit."""
+    return [
         ("metric", "FP32", "INT8", "Δ", "limit"),
         (
             "label flips",
@@ -173,6 +158,26 @@ def gate_table(parity: Dict[str, Any]) -> str:
         ),
         ("max |Δp|", "", "", f"{m['max_abs_delta_p']:.4f}", ""),
     ]
+
+
+def gate_table(parity: Dict[str, Any]) -> str:
+    """The gate as a plain-text table (what ``leukedge convert`` prints and the docs quote)."""
+    lines = []
+    fp = verdict_of(parity, "fp32")
+    if fp.passed is not None:
+        verdict = "PASS" if fp.passed else "FAIL"
+        lines.append(
+            f"FP32 parity (Keras vs ONNX, {fp['cells']} cells): max |Δp| = {fp['max_abs_delta_p']:.2e} "
+            f"(limit {fp['limit']:.0e})  {verdict}"
+        )
+    if not isinstance(parity, dict) or "int8" not in parity:
+        return "\n".join(lines)
+    q = verdict_of(parity, "int8")
+    if q.passed is None:
+        lines.append(f"INT8 gate: not run ({'; '.join(q.reasons) or 'no --validate data'})")
+        return "\n".join(lines)
+    m, t = q["metrics"], q["thresholds"]
+    rows = _int8_rows(m, t)
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines.append(f"INT8 gate ({m['cells']} labelled cells, {m['positives']} ALL, threshold {q['threshold']:g}):")
     for i, r in enumerate(rows):

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from leukedge.arguments import arg
 from leukedge.device.runtimes import ModelRef, open_runtime, resolve_model
 from leukedge.errors import HardwareUnavailableError, InvalidInputError, LeukedgeError
 from leukedge.extras import has
@@ -169,14 +170,7 @@ def run_bench(
     log: Callable[[str], None] = lambda _m: None,
 ) -> BenchReport:
     """Measure every usable (backend, precision) at each batch size; see the module docstring."""
-    if repeat < 1:
-        raise InvalidInputError(f"--repeat is {repeat}, expected an integer >= 1")
-    bad = [b for b in batch_sizes if b < 1 or b > 1024]
-    if bad or not batch_sizes:
-        raise InvalidInputError(f"--batch-size is {list(batch_sizes)}, expected integers in [1, 1024]")
-    unknown = [b for b in backends if b not in BACKENDS]
-    if unknown:
-        raise InvalidInputError(f"--backend is {unknown[0]!r}, expected one of {', '.join(BACKENDS)}")
+    _check_arguments(backends, batch_sizes, repeat)
     ref = resolve_model(model)
     todo, skipped = plan(ref, backends)
     if not todo:
@@ -205,13 +199,7 @@ def run_bench(
         try:
             with open_runtime(ref, backend=backend, precision=precision, **options) as rt:
                 for batch in batch_sizes:
-                    xb = np.ascontiguousarray(x[:batch])
-                    # repeat > 1: the least disturbed of several timed windows (a shared machine)
-                    windows = [
-                        time_calls(lambda: rt.predict(xb), seconds=seconds, warmup=warmup if i == 0 else 0.0)  # noqa: B023
-                        for i in range(repeat)
-                    ]
-                    runs = min(windows, key=statistics.median)
+                    runs = _timed_windows(rt, np.ascontiguousarray(x[:batch]), seconds, warmup, repeat)
                     median = statistics.median(runs)
                     row = BenchRow(
                         backend,
@@ -229,6 +217,27 @@ def run_bench(
             report.skipped.append({"backend": backend, "precision": precision, "reason": exc.message})
     report.machine["load_average_after"] = _load()
     return report
+
+
+def _check_arguments(backends: Sequence[str], batch_sizes: Sequence[int], repeat: int) -> None:
+    if repeat < 1:
+        raise InvalidInputError(f"{arg('repeat', repeat)} is below 1, expected an integer >= 1")
+    bad = [b for b in batch_sizes if b < 1 or b > 1024]
+    if bad or not batch_sizes:
+        raise InvalidInputError(
+            f"{arg('batch_sizes', list(batch_sizes))} is out of range, expected integers in [1, 1024]"
+        )
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise InvalidInputError(f"{arg('backend', unknown[0])} is not a backend, expected one of {', '.join(BACKENDS)}")
+
+
+def _timed_windows(rt: Any, xb: np.ndarray, seconds: float, warmup: float, repeat: int) -> List[float]:
+    """Per-call times of the least disturbed of ``repeat`` timed windows (a shared machine)."""
+    windows = [
+        time_calls(lambda: rt.predict(xb), seconds=seconds, warmup=warmup if i == 0 else 0.0) for i in range(repeat)
+    ]
+    return min(windows, key=statistics.median)
 
 
 def _gate(ref: ModelRef, precision: str) -> Optional[str]:

@@ -244,6 +244,21 @@ def load_or_build_engine(
         return engine
     if engine.exists() or key_file.exists():
         say(f"TensorRT engine {engine} cannot be used: {why}; rebuilding")
+    return _build(bundle, precision, key, folder, engine, key_file, workspace_mb, progress, say)
+
+
+def _build(
+    bundle: Bundle,
+    precision: str,
+    key: EngineKey,
+    folder: Path,
+    engine: Path,
+    key_file: Path,
+    workspace_mb: int,
+    progress: bool,
+    say: Log,
+) -> Path:
+    """Build the engine ``key`` describes and write it, its key file and the timing cache, each atomically."""
     from leukedge.device.trt_build import build_serialized_engine
 
     p = bundle.manifest.preprocessing

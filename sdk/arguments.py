@@ -16,7 +16,7 @@ import re
 from typing import Any, Dict
 
 # Python argument → CLI flag, where the flag is not simply ``--`` + the name with dashes.
-FLAGS: Dict[str, str] = {"outs": "--out", "runtime_options": "--threads/--device"}
+FLAGS: Dict[str, str] = {"outs": "--out", "batch_sizes": "--batch-size"}
 _NAMED = re.compile(r"\b\w+=(?:'[^']*'|[^\s()]+) \((--[^()]*)\)")
 
 
