@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
+from leukedge.bundle import CLASSES_KEY
 from leukedge.errors import BundleError
 from leukedge.manifest import Manifest
 
@@ -51,11 +52,23 @@ def export_onnx(model: Any, manifest: Manifest, out: Path, *, opset: int = OPSET
         raise BundleError(f"tf2onnx could not convert the model ({type(exc).__name__}: {exc})") from exc
     _name_io(proto, manifest)
     _canonical_names(proto)
+    stamp_classes(proto, manifest.classes)
     onnx.checker.check_model(proto)
     tmp = out.with_suffix(".tmp")
     onnx.save_model(proto, str(tmp))
     tmp.replace(out)
     return out
+
+
+def stamp_classes(proto: Any, classes: Tuple[str, ...]) -> None:
+    """Record the output order inside the model: runtimes refuse a manifest whose 'classes' differ."""
+    import json
+
+    for entry in list(proto.metadata_props):
+        if entry.key == CLASSES_KEY:
+            proto.metadata_props.remove(entry)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CLASSES_KEY, json.dumps(list(classes))
 
 
 def _name_io(proto: Any, manifest: Manifest) -> None:

@@ -143,7 +143,7 @@ def engine_key(
     onnx_for(bundle, precision)  # checks the precision and that the bundle has the model
     lo, opt, hi = profile_batches(max_batch, opt_batch)
     return EngineKey(
-        model_sha256=bundle.manifest.files[PRECISION_FILES[precision]].sha256,
+        model_sha256=bundle.content_sha256(PRECISION_FILES[precision]),
         precision=precision,
         min_batch=lo,
         opt_batch=opt,

@@ -10,6 +10,7 @@ value found and the value expected in the error.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,14 @@ from leukedge.errors import ManifestError
 
 SCHEMA = "leukedge.bundle/1"
 POSITIVE_CLASS = "all"
+KNOWN_CLASSES = ("hem", "all")
+# The softmax order every leukedge-trained model has (the trainer encodes a cell as 1 when it is
+# ALL).  A bundle whose provenance does not record its training order was trained with this one.
+TRAINED_CLASSES = ("hem", "all")
+# Largest Gaussian kernel the CPU reference and the CUDA kernel are tested with; a kernel
+# larger than the model input is a mistake, and a huge one costs minutes and gigabytes.
+MAX_GAUSSIAN_KSIZE = 31
+MAX_CANVAS_PX = 8192
 
 BORDER_MODES = ("reflect101", "reflect", "replicate", "constant")
 INTERPOLATIONS = ("area", "linear", "cubic", "nearest")
@@ -120,6 +129,17 @@ class Manifest:
         other = next(c for c in self.classes if c != POSITIVE_CLASS)
         return POSITIVE_CLASS if p_all >= self.decision.threshold else other
 
+    def decision_fields(self) -> dict[str, Any]:
+        """The fields that decide which label a cell gets: they are part of the model id."""
+        d = self.to_dict()
+        return {
+            "classes": d["classes"],
+            "input_name": d["input_name"],
+            "output_name": d["output_name"],
+            "preprocessing": d["preprocessing"],
+            "decision": {"threshold": d["decision"]["threshold"], "indeterminate": d["decision"]["indeterminate"]},
+        }
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["classes"] = list(self.classes)
@@ -187,10 +207,19 @@ class _Reader:
         return value
 
     def number(self, key: str, default: Any = ..., *, lo: float | None = None, hi: float | None = None) -> float:
-        v = float(self.get(key, (int, float), default))
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise self.fail(key, v, f"a number in [{lo}, {hi}]")
+        """A finite number in [lo, hi]; NaN and infinities are refused for every numeric field."""
+        raw = self.get(key, (int, float), default)
+        v = float(raw) if _is_finite_number(raw) else math.nan
+        if not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise self.fail(key, self.data.get(key, v), _range_text("a finite number", lo, hi))
         return v
+
+    def integer(self, key: str, default: Any = ..., *, lo: int, hi: int, odd: bool = False) -> int:
+        """An integer in [lo, hi] (and odd when asked)."""
+        v = self.get(key, int, default)
+        if not lo <= v <= hi or (odd and v % 2 == 0):
+            raise self.fail(key, v, _range_text("an odd integer" if odd else "an integer", lo, hi))
+        return int(v)
 
     def choice(self, key: str, options: tuple[Any, ...], default: Any = ...) -> Any:
         v = self.get(key, object, default)
@@ -204,9 +233,33 @@ class _Reader:
         return _Reader(self.get(key, dict), self._name(key), self.where)
 
 
+def _is_finite_number(v: Any) -> bool:
+    """A JSON number that is a finite float (an int too large for a float is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+def _range_text(kind: str, lo: float | None, hi: float | None) -> str:
+    if lo is None and hi is None:
+        return kind
+    if hi is None:
+        return f"{kind} >= {lo}"
+    if lo is None:
+        return f"{kind} <= {hi}"
+    return f"{kind} in [{lo}, {hi}]"
+
+
 def _show(v: Any) -> str:
-    if v == "missing":
+    if isinstance(v, str) and v == "missing":
         return "missing"
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # json.dumps would print NaN/Infinity, which is not JSON either
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 10**30:
+        return f"an integer of {len(str(abs(v)))} digits"
     s = json.dumps(v) if isinstance(v, (str, int, float, bool, type(None), list)) else type(v).__name__
     return s if len(s) <= 60 else s[:57] + "..."
 
@@ -227,13 +280,10 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 def _parse_log(r: _Reader) -> LogSpec:
     d = LogSpec()
-    ksize = int(r.get("gaussian_ksize", int, d.gaussian_ksize))
-    if ksize < 1 or ksize % 2 == 0:
-        raise r.fail("gaussian_ksize", ksize, "an odd integer >= 1")
     return LogSpec(
         enabled=r.get("enabled", bool, d.enabled),
         apply_at=r.choice("apply_at", LOG_APPLY_AT, d.apply_at),
-        gaussian_ksize=ksize,
+        gaussian_ksize=r.integer("gaussian_ksize", d.gaussian_ksize, lo=1, hi=MAX_GAUSSIAN_KSIZE, odd=True),
         gaussian_sigma=r.number("gaussian_sigma", d.gaussian_sigma, lo=0.0, hi=50.0),
         laplacian_aperture=r.choice("laplacian_aperture", LAPLACIAN_APERTURES, d.laplacian_aperture),
         border=r.choice("border", BORDER_MODES, d.border),
@@ -244,14 +294,12 @@ def _parse_log(r: _Reader) -> LogSpec:
 
 def _parse_preprocessing(r: _Reader) -> Preprocessing:
     d = Preprocessing()
-    size = r.get("input_height", int, d.input_height), r.get("input_width", int, d.input_width)
-    for key, v in zip(("input_height", "input_width"), size):
-        if not 16 <= v <= 1024:
-            raise r.fail(key, v, "an integer in [16, 1024]")
+    size = (
+        r.integer("input_height", d.input_height, lo=16, hi=1024),
+        r.integer("input_width", d.input_width, lo=16, hi=1024),
+    )
     crop = r.sub("crop")
-    canvas = crop.get("canvas_px", int, CropSpec.canvas_px)
-    if canvas < 16:
-        raise crop.fail("canvas_px", canvas, "an integer >= 16")
+    canvas = crop.integer("canvas_px", CropSpec.canvas_px, lo=16, hi=MAX_CANVAS_PX)
     return Preprocessing(
         input_height=size[0],
         input_width=size[1],
@@ -271,11 +319,7 @@ def _parse_decision(r: _Reader) -> Decision:
     d = Decision()
     thr = r.number("threshold", d.threshold, lo=0.0, hi=1.0)
     band = r.get("indeterminate", list, list(d.indeterminate))
-    if (
-        len(band) != 2
-        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in band)
-        or not (0.0 <= band[0] <= thr <= band[1] <= 1.0)
-    ):
+    if len(band) != 2 or not all(_is_finite_number(b) for b in band) or not (0.0 <= band[0] <= thr <= band[1] <= 1.0):
         raise r.fail("indeterminate", band, f"[low, high] with 0 <= low <= threshold ({thr}) <= high <= 1")
     return Decision(
         threshold=thr, policy=r.get("policy", str, d.policy), indeterminate=(float(band[0]), float(band[1]))
@@ -302,21 +346,60 @@ def _parse_manifest(data: Any, where: str) -> Manifest:
             field="schema",
             hint="this bundle was written by another leukedge version; re-convert it with this one",
         )
-    classes = tuple(r.get("classes", list, list(Manifest.classes)))
-    if len(classes) != 2 or POSITIVE_CLASS not in classes or not all(isinstance(c, str) for c in classes):
-        raise r.fail("classes", list(classes), f"two class names, one of them {POSITIVE_CLASS!r}")
+    provenance = r.get("provenance", dict, {})
+    classes = _parse_classes(r, provenance)
     return Manifest(
         schema=schema,
         name=r.get("name", str, Manifest.name),
         architecture=r.get("architecture", str, Manifest.architecture),
         classes=classes,
-        input_name=r.get("input_name", str, Manifest.input_name),
-        output_name=r.get("output_name", str, Manifest.output_name),
+        input_name=_tensor_name(r, "input_name", Manifest.input_name),
+        output_name=_tensor_name(r, "output_name", Manifest.output_name),
         preprocessing=_parse_preprocessing(r.sub("preprocessing")),
         decision=_parse_decision(r.sub("decision")),
         files=_parse_files(r.sub("files")),
-        provenance=r.get("provenance", dict, {}),
+        provenance=provenance,
         calibration=r.get("calibration", dict, {}),
         parity=r.get("parity", dict, {}),
         metrics=r.get("metrics", dict, {}),
     )
+
+
+def _tensor_name(r: _Reader, key: str, default: str) -> str:
+    name = r.get(key, str, default)
+    if not name.strip():
+        raise r.fail(key, name, "the name of the model's tensor (not empty)")
+    return str(name)
+
+
+def trained_classes(provenance: dict[str, Any]) -> tuple[str, ...] | None:
+    """The softmax order the model was trained with, as its provenance records it (None: not recorded)."""
+    training = provenance.get("training")
+    recorded = training.get("classes") if isinstance(training, dict) else None
+    if isinstance(recorded, list) and all(isinstance(c, str) for c in recorded):
+        return tuple(recorded)
+    return None
+
+
+def _parse_classes(r: _Reader, provenance: dict[str, Any]) -> tuple[str, ...]:
+    """Two distinct known class names, in the order the model was trained with.
+
+    The order maps the model's outputs to labels, so a swapped list silently
+    inverts every label.  The order training used is recorded in
+    ``provenance.training.classes`` (and, for ONNX files, in the model's own
+    metadata, checked when a runtime loads it); a model that records none
+    was trained by leukedge with :data:`TRAINED_CLASSES`.
+    """
+    value = r.get("classes", list, list(Manifest.classes))
+    expected = f"two distinct names from {list(KNOWN_CLASSES)}"
+    if len(value) != 2 or not all(isinstance(c, str) and c in KNOWN_CLASSES for c in value) or len(set(value)) != 2:
+        raise r.fail("classes", value, expected)
+    trained = trained_classes(provenance) or TRAINED_CLASSES
+    if tuple(value) != trained:
+        raise ManifestError(
+            f"{r.where}: field 'classes' is {json.dumps(value)}, but the model was trained with the output "
+            f"order {json.dumps(list(trained))}; a different order would invert every label",
+            field="classes",
+            hint="restore 'classes' to the order the model was trained with",
+        )
+    return tuple(value)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from leukedge._version import __version__
-from leukedge.manifest import Decision, Manifest, Preprocessing
+from leukedge.manifest import TRAINED_CLASSES, Decision, Manifest, Preprocessing
 from leukedge.trainer.dataset import Cell, Dataset
 from leukedge.trainer.dedup import Removed
 from leukedge.trainer.split import ROLES, Split
@@ -106,7 +106,9 @@ def build_manifest(
         "data": data_record(data, removed),
         "split": {**split.to_dict(), "counts": role_counts(split, data.cells), "file": split_file},
         "seed": training.get("seed"),
-        "training": training,
+        # The softmax order the labels were encoded in (a cell is 1 when ALL): the manifest's
+        # 'classes' must match it, so a swapped list is refused instead of inverting every label.
+        "training": {**training, "classes": list(TRAINED_CLASSES)},
         "model": model_info,
         "versions": versions(),
     }

@@ -6,7 +6,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from leukedge.bundle import PRECISION_FILES, Bundle
+from leukedge.bundle import CLASSES_KEY, PRECISION_FILES, Bundle, check_trained_classes
 from leukedge.device.runtimes.base import Runtime
 from leukedge.errors import BundleError, HardwareUnavailableError
 from leukedge.extras import require_onnxruntime
@@ -76,12 +76,26 @@ class OnnxRuntime(Runtime):
                 hint="re-create the bundle with 'leukedge convert'",
             )
         self._input = inputs[0].name
+        self._output = self._check_outputs()
+
+    def _check_outputs(self) -> str:
+        """The manifest's output tensor must exist, and the order recorded in the model must be the manifest's."""
+        names = [o.name for o in self.session.get_outputs()]
+        if self.manifest.output_name not in names:
+            raise BundleError(
+                f"{self.path}: the manifest (output_name) names the output {self.manifest.output_name!r}, "
+                f"but the model's outputs are {names}; the model does not match its manifest",
+                hint="re-create the bundle with 'leukedge convert', or fix output_name by hand",
+            )
+        meta = self.session.get_modelmeta().custom_metadata_map or {}
+        check_trained_classes(meta.get(CLASSES_KEY), self.manifest, self.path)
+        return str(self.manifest.output_name)
 
     def _unload(self) -> None:
         self.session = None
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self._input: batch})[0])
+        return np.asarray(self.session.run([self._output], {self._input: batch})[0])
 
     def describe(self) -> str:
         prov = self.providers[0].replace("ExecutionProvider", "") if self.providers else "?"
