@@ -14,6 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,11 +31,18 @@ def is_image_path(path: Path) -> bool:
 def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an image file to an H×W×3 uint8 RGB array.
 
-    Accepted: 8-bit RGB; RGBA and LA (composited onto black, which is the
-    C-NMC background); 16-bit colour (scaled to 8 bits by 1/257); palette
-    images.  Refused with :class:`InvalidImageError`: missing, empty,
-    truncated or non-image files, grayscale images (colour carries the stain),
-    and images over ``max_pixels``.
+    Every Pillow mode is either converted or refused (:data:`COLOUR_MODES`,
+    :data:`GRAYSCALE_MODES`):
+
+    - RGB as is; RGBX without its padding byte; RGBA, and palette images
+      (P, PA, with their transparency) composited onto black, the C-NMC
+      background; RGBa (alpha already multiplied in) as is;
+    - CMYK through its embedded ICC profile to sRGB where it has one (a
+      profile that cannot be read is refused), else by Pillow's plain
+      conversion; YCbCr, LAB and HSV by Pillow's conversion;
+    - refused with :class:`InvalidImageError`: grayscale modes (1, L, LA,
+      La, I, I;16…, F: colour carries the stain), any other mode, missing,
+      empty, truncated or non-image files, and images over ``max_pixels``.
     """
     from PIL import Image, UnidentifiedImageError  # Pillow is a core dependency; kept lazy for import time
 
@@ -51,7 +59,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img.load()
-            return _to_rgb8(np.asarray(img), img.mode, p)
+            return as_rgb8(np.asarray(_rgb_image(img, p)), name=str(p))
     except Image.DecompressionBombError as exc:  # Pillow refuses > 2× its own limit at open()
         raise InvalidImageError(
             f"{p}: image is above the limit of {max_pixels / 1e6:.0f} MP ({exc})",
@@ -83,16 +91,62 @@ def _check_file(p: Path) -> None:
         raise InvalidImageError(f"{p}: file is empty (0 bytes)", hint="re-copy the file")
 
 
-def _to_rgb8(arr: np.ndarray, mode: str, p: Path | str) -> np.ndarray:
-    if mode in ("1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"):
+GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+# Colour modes and how each becomes RGB (or RGBA, composited onto black by as_rgb8).
+COLOUR_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def _rgb_image(img: Any, p: Path) -> Any:
+    """``img`` as a Pillow image of mode RGB or RGBA, or :class:`InvalidImageError` saying why not."""
+    mode = img.mode
+    if mode in ("RGB", "RGBA"):
+        return img
+    if mode in ("RGBX", "RGBa"):  # padding byte, or alpha already multiplied in (= composited onto black)
+        return img.convert("RGB") if mode == "RGBX" else _channels(img, 3)
+    if mode in ("P", "PA"):
+        return img.convert("RGBA")  # the palette's (or tRNS) transparency becomes alpha
+    if mode == "CMYK" and img.info.get("icc_profile"):
+        return _cmyk_with_profile(img, p)
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        try:
+            return img.convert("RGB")
+        except ValueError as exc:  # an older Pillow without this conversion
+            raise InvalidImageError(
+                f"{p}: this Pillow cannot convert colour mode {mode} to RGB ({exc})",
+                hint="save the image as RGB (PNG or TIFF), or upgrade Pillow",
+            ) from exc
+    if mode in GRAYSCALE_MODES:
         raise InvalidImageError(
             f"{p}: image is grayscale (mode {mode}); leukedge classifies stained cells by colour "
             "and needs an RGB image",
             hint="export the image in colour (RGB)",
         )
-    if mode == "P" or mode == "PA":
-        raise InvalidImageError(f"{p}: palette image not converted", hint="save as RGB PNG")
-    return as_rgb8(arr, name=str(p))
+    raise InvalidImageError(
+        f"{p}: image mode {mode} is not one leukedge reads (colour modes: {', '.join(COLOUR_MODES)})",
+        hint="save the image as 8-bit RGB (PNG or TIFF)",
+    )
+
+
+def _channels(img: Any, n: int) -> Any:
+    from PIL import Image
+
+    return Image.merge("RGB", img.split()[:n])
+
+
+def _cmyk_with_profile(img: Any, p: Path) -> Any:
+    """CMYK to sRGB through the image's own ICC profile: ink values mean nothing without it."""
+    import io
+
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
+        return ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        raise InvalidImageError(
+            f"{p}: CMYK image whose embedded ICC profile cannot be used ({exc})",
+            hint="export the image as RGB (sRGB), or with a valid CMYK profile",
+        ) from exc
 
 
 def as_rgb8(arr: np.ndarray, *, name: str = "frame") -> np.ndarray:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -128,3 +129,88 @@ def test_iter_image_files_recurses_sorts_and_dedupes(tmp_path) -> None:
         iter_image_files([str(tmp_path / "*.bmp")])
     with pytest.raises(InvalidImageError, match="no such file or folder"):
         iter_image_files([tmp_path / "missing"])
+
+
+# --- every mode Pillow has: converted to the right colour, or refused with a reason -------------------
+
+COLOUR = (200, 100, 50)  # an eosin-ish orange: any channel mix-up or a dropped ink shows
+FORMATS = {"PNG": ".png", "TIFF": ".tif", "JPEG": ".jpg", "BMP": ".bmp", "WEBP": ".webp"}
+
+
+def _saved_in_every_format(tmp_path, mode: str) -> list:
+    """(path, mode Pillow reads back) of the COLOUR square in ``mode``, in each format that stores it."""
+    base = Image.new("RGB", (24, 24), COLOUR)
+    try:
+        img = base.convert(mode)
+    except ValueError:
+        img = Image.new(mode, (24, 24))
+    out = []
+    for fmt, suffix in FORMATS.items():
+        path = tmp_path / f"{mode.replace(';', '_')}{suffix}"
+        try:
+            img.save(path, fmt)
+            with Image.open(path) as back:
+                back.load()
+                out.append((path, back.mode))
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)  # this format cannot hold this mode
+    return out
+
+
+@pytest.mark.parametrize("mode", Image.MODES)
+def test_every_pillow_mode_is_converted_or_refused_with_a_reason(tmp_path, mode: str) -> None:
+    from leukedge.images import COLOUR_MODES, GRAYSCALE_MODES
+
+    assert mode in COLOUR_MODES or mode in GRAYSCALE_MODES  # a new Pillow mode must be decided, not guessed
+    for path, read_mode in _saved_in_every_format(tmp_path, mode):
+        if read_mode in GRAYSCALE_MODES:
+            with pytest.raises(InvalidImageError, match=rf"grayscale \(mode {re.escape(read_mode)}\)"):
+                read_image(path)
+            continue
+        arr = read_image(path)
+        assert arr.shape == (24, 24, 3) and arr.dtype == np.uint8
+        if mode in GRAYSCALE_MODES:  # a grey square the format stored as colour (WEBP): grey it stays
+            assert len(set(arr[12, 12].tolist())) == 1, (path.name, read_mode, arr[12, 12])
+            continue
+        if mode in ("P", "PA") or read_mode in ("P", "PA"):
+            continue  # a palette of a new image: colour depends on the quantizer, checked below
+        tolerance = 12 if path.suffix in (".jpg", ".webp") else 2
+        assert np.abs(arr[12, 12].astype(int) - COLOUR).max() <= tolerance, (path.name, read_mode, arr[12, 12])
+
+
+def test_cmyk_jpeg_and_tiff_are_not_black(tmp_path) -> None:
+    rgb = Image.new("RGB", (24, 24), COLOUR)
+    for suffix in (".jpg", ".tif"):
+        rgb.convert("CMYK").save(tmp_path / f"c{suffix}")
+        with Image.open(tmp_path / f"c{suffix}") as img:
+            assert img.mode == "CMYK"
+        assert np.abs(read_image(tmp_path / f"c{suffix}")[5, 5].astype(int) - COLOUR).max() <= 8
+
+
+def test_cmyk_with_an_unusable_icc_profile_is_refused(tmp_path) -> None:
+    from PIL import ImageCms
+
+    path = tmp_path / "c.jpg"
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # an RGB profile on CMYK ink
+    for icc in (b"not a profile", srgb):
+        Image.new("RGB", (24, 24), COLOUR).convert("CMYK").save(path, icc_profile=icc)
+        with pytest.raises(InvalidImageError, match="CMYK image whose embedded ICC profile cannot be used"):
+            read_image(path)
+
+
+def test_palette_with_transparency_is_composited_onto_black(tmp_path) -> None:
+    img = Image.new("P", (24, 24))
+    img.putpalette([*COLOUR, 0, 255, 0] + [0] * 762)
+    img.paste(1, (0, 0, 12, 24))  # left half index 1 (green), right half index 0 (COLOUR)
+    img.info["transparency"] = 1
+    img.save(tmp_path / "p.png", transparency=1)
+    arr = read_image(tmp_path / "p.png")
+    assert tuple(arr[5, 18]) == COLOUR and tuple(arr[5, 5]) == (0, 0, 0)
+
+
+def test_read_image_docstring_names_every_mode() -> None:
+    from leukedge.images import COLOUR_MODES, GRAYSCALE_MODES
+
+    doc = read_image.__doc__ or ""
+    for mode in COLOUR_MODES + GRAYSCALE_MODES:
+        assert mode.split(";")[0] in doc, mode
