@@ -20,6 +20,7 @@ from leukedge.errors import (
     LeukedgeError,
     ManifestError,
     MissingDependencyError,
+    OutputError,
     run_main,
 )
 from leukedge.manifest import Manifest
@@ -42,6 +43,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "MissingDependencyError",
+    "OutputError",
     "Screener",
     "__version__",
     "run_main",

@@ -79,6 +79,12 @@ class PartialFailure(LeukedgeError):
     exit_code = 8
 
 
+class OutputError(LeukedgeError):
+    """An output file or folder cannot be written: read-only, disk full, or another run writing it."""
+
+    exit_code = 9
+
+
 def run_main(main: Callable[[], int]) -> int:
     """Run a program's ``main()`` as the CLI runs its commands: a LeukedgeError becomes its
     ``Error:``/``Hint:`` lines on stderr and its exit code, never a traceback.

@@ -31,6 +31,7 @@ from leukedge.errors import InvalidInputError
 from leukedge.images import FileListing, list_image_paths
 from leukedge.jsonl import JsonlWriter
 from leukedge.manifest import Manifest
+from leukedge.outlock import OutputLock
 from leukedge.segment import SegmentParams
 
 ModelArg = Union[str, "os.PathLike[str]", Bundle, ModelRef, None]
@@ -156,6 +157,35 @@ def score_files(
             f"no image files (PNG, JPEG, BMP, TIFF) found in: {', '.join(str(i) for i in inputs)}",
             hint="pass image files, folders holding them, or patterns such as 'slides/**/*.png'",
         )
+    options = _RunOptions(mode=mode, batch_size=batch_size, workers=workers, progress=progress, params=params)
+    with OutputLock(out_path):  # one writer for the results file and its sidecars, for the whole run
+        _score_into(store, files, summary, runtime, run, resume=resume, overwrite=overwrite, options=options)
+    summary.seconds = time.monotonic() - t0
+    return summary
+
+
+@dataclass
+class _RunOptions:
+    mode: str
+    batch_size: int
+    workers: Optional[int]
+    progress: Optional[bool]
+    params: Optional[SegmentParams]
+
+
+def _score_into(
+    store: Any,
+    files: List[str],
+    summary: ScoreSummary,
+    runtime: Runtime,
+    run: Dict[str, str],
+    *,
+    resume: bool,
+    overwrite: bool,
+    options: _RunOptions,
+) -> None:
+    """The scoring loop, run while this process holds the results file's lock."""
+    out_path = summary.out
     if store.exists() and not resume:
         if not overwrite:
             raise InvalidInputError(
@@ -172,15 +202,15 @@ def score_files(
     if errors_path.exists():
         errors_path.unlink()  # failures of an earlier run are retried now
     errors: Optional[JsonlWriter] = None
-    bar = Progress(len(todo), enabled=progress)
-    opts = PrepareOptions(mode=mode, spec=runtime.manifest.preprocessing, params=params)
-    n_workers = _default_workers(len(todo)) if workers is None else workers
+    bar = Progress(len(todo), enabled=options.progress)
+    opts = PrepareOptions(mode=options.mode, spec=runtime.manifest.preprocessing, params=options.params)
+    n_workers = _default_workers(len(todo)) if options.workers is None else options.workers
     modes: Counter = Counter()
     complete = False
     try:
         with runtime if todo else _nothing():  # a TensorRT engine is not loaded for nothing
             prepared = iter_prepared(todo, opts, workers=n_workers)
-            for batch in iter_scored(prepared, runtime, batch_size=batch_size):
+            for batch in iter_scored(prepared, runtime, batch_size=options.batch_size):
                 failed_now = 0
                 for scored in batch:
                     it = scored.item
@@ -208,8 +238,6 @@ def score_files(
             errors.close()
     summary.errors_path = errors_path if summary.failed else None
     summary.modes = dict(modes)
-    summary.seconds = time.monotonic() - t0
-    return summary
 
 
 @dataclass

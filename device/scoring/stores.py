@@ -151,6 +151,7 @@ class LineStore:
                 return
             good = offset
             group: List[Row] = []
+            seen: Set[str] = set()
             lineno = 1 if self.header else 0
             for record, whole in self.records(fh):
                 lineno += 1
@@ -167,12 +168,14 @@ class LineStore:
                 if group and row["source"] != group[0]["source"]:
                     if not is_complete(group):
                         raise self._corrupt(lineno - 1, f"image {group[0]['source']} has only {len(group)} row(s)")
-                    yield group, offset
+                    if _first_time(group, seen):  # an image written twice (files of older versions) counts once
+                        yield group, offset
                     good, group = offset, []
                 group.append(row)
                 offset += len(record)
             if group and is_complete(group):
-                yield group, offset
+                if _first_time(group, seen):
+                    yield group, offset
                 good, group = offset, []
             self.recovered.dropped_rows = len(group)
             yield None, good
@@ -198,6 +201,14 @@ class LineStore:
             "file can be damaged by an interrupted run, so this file was changed by something else",
             hint="write to another --out, or pass --overwrite to replace the file",
         )
+
+
+def _first_time(group: List[Row], seen: Set[str]) -> bool:
+    source = group[0]["source"]
+    if source in seen:
+        return False
+    seen.add(source)
+    return True
 
 
 class JsonlStore(LineStore):

@@ -93,16 +93,12 @@ def build_report(
     rows: List[FieldRow] = []
     hist = [[0, 0] for _ in range(HIST_BINS)]
     flagged: List[Tuple[Dict[str, Any], bool]] = []
-    seen: set = set()
-    duplicates = 0
+    duplicates = res.duplicates  # left out by the reader: each image counts once
     for (source, frame), recs in fields_of(res.records):
         row = FieldRow(source, frame)
         cells = [r for r in recs if r["cell"] is not None]
         tally.add_frame(len(cells))
         for r in cells:
-            key = (source, frame, r["cell"])
-            duplicates += key in seen
-            seen.add(key)
             p, label = r.get("p_all"), r.get("label")
             tally.add_cell(label, p)
             if p is None:
@@ -119,7 +115,8 @@ def build_report(
         rows.append(row)
     if duplicates:
         notes.append(
-            f"{duplicates} cell record(s) repeat an earlier (source, frame, cell): was the file appended twice?"
+            f"{duplicates} record(s) repeat an image or frame read earlier in the file (two runs wrote it?); "
+            "each image is counted once"
         )
     if len(models) > 1:
         notes.append(f"the results come from {len(models)} different models: {', '.join(sorted(models))}")

@@ -48,6 +48,34 @@ class ResultsFile:
     sha256: str
     records: List[Dict[str, Any]] = field(default_factory=list)
     problems: JsonlProblems = field(default_factory=JsonlProblems)
+    duplicates: int = 0  # records of an image (field) already read earlier in the file, left out
+
+
+class _Repeats:
+    """Finds a field (source, frame) that comes back after others: the same image written twice.
+
+    A writer puts one field's records together, so a field seen again after
+    another one is a second copy (two runs appended to one file); the first
+    copy counts, every record of the later one is left out, whole.
+    """
+
+    def __init__(self) -> None:
+        self.current: Optional[Tuple[str, int]] = None
+        self.finished: Dict[Tuple[str, int], int] = {}
+        self.repeating = False
+        self.cells: set = set()
+
+    def seen_before(self, rec: Dict[str, Any], line: int) -> bool:
+        key = (rec["source"], rec["frame"])
+        if key != self.current:
+            if self.current is not None:
+                self.finished.setdefault(self.current, line)
+            self.current, self.cells = key, set()
+            self.repeating = key in self.finished
+        if self.repeating or rec["cell"] in self.cells:
+            return True
+        self.cells.add(rec["cell"])
+        return False
 
 
 def read_results(path: str | Path) -> ResultsFile:
@@ -62,12 +90,15 @@ def read_results(path: str | Path) -> ResultsFile:
     if not p.is_file():
         raise InvalidInputError(f"{p}: no such results file", hint="check the path given to --out when screening")
     out = ResultsFile(p, sha256_file(p))
+    repeats = _Repeats()
     for line, rec in reader(p, out.problems):
         if "frame" not in rec and "n_cells" in rec:
             rec["frame"] = 0  # a 'leukedge score' row: each image is one field, its frame 0
         why = check_record(rec)
         if why:
             out.problems.bad_lines.append((line, why))
+        elif repeats.seen_before(rec, line):
+            out.duplicates += 1
         else:
             out.records.append(rec)
     out.problems.bad_lines.sort()

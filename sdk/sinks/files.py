@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from leukedge.jsonl import JsonlWriter
+from leukedge.outlock import OutputLock
 from leukedge.results import cell_records
 from leukedge.sinks.base import Sink
 from leukedge.sinks.crops import CropStore
@@ -35,6 +36,7 @@ class _FileSink(Sink):
         self.crops = crops
         self.frames = 0
         self.cells = 0
+        self._lock = OutputLock(self.path)
 
     def records(self, result: FrameResult) -> List[Dict[str, Any]]:
         recs = cell_records(result, self.model)
@@ -49,12 +51,20 @@ class _FileSink(Sink):
         return recs
 
     def open(self) -> None:
+        self._lock.acquire()  # one writer per results file, for the run's life
         if self.crops is not None:
-            self.crops.open()
+            try:
+                self.crops.open()
+            except BaseException:
+                self._lock.release()
+                raise
 
     def _close_crops(self) -> None:
-        if self.crops is not None:
-            self.crops.close()
+        try:
+            if self.crops is not None:
+                self.crops.close()
+        finally:
+            self._lock.release()
 
     def stats(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"frames": self.frames, "cells": self.cells, "path": str(self.path)}
@@ -85,9 +95,11 @@ class JsonlSink(_FileSink):
         self._w.flush()  # per frame: a crash loses at most the frame being written
 
     def close(self) -> None:
-        if self._w:
-            self._w.close()
-        self._close_crops()
+        try:
+            if self._w:
+                self._w.close()
+        finally:
+            self._close_crops()
 
 
 class CsvSink(_FileSink):
@@ -116,6 +128,8 @@ class CsvSink(_FileSink):
         self._w.flush()
 
     def close(self) -> None:
-        if self._w:
-            self._w.close()
-        self._close_crops()
+        try:
+            if self._w:
+                self._w.close()
+        finally:
+            self._close_crops()
