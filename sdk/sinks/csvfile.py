@@ -1,5 +1,8 @@
 """CSV results files: the per-cell schema as columns, written like JSON Lines (whole rows, flushed per frame).
 
+The reader also takes the CSV that ``leukedge score`` writes (:data:`SCORE_COLUMNS`),
+so every results file either command writes can be reported.
+
 Columns follow :data:`leukedge.results.CELL_FIELDS` with ``bbox`` spread over
 ``x, y, w, h``; an optional ``crop`` column is added when crops are saved.
 Empty cells mean null.  A crash leaves at most one partial last row, which
@@ -32,7 +35,11 @@ CSV_COLUMNS = (
     "model",
 )
 CROP_COLUMN = "crop"
-_INTS = ("frame", "cell", "x", "y", "w", "h", "area")
+# 'leukedge score' writes one row per cell too, with its own columns (leukedge.device.scoring.rows):
+# no frame or times, the box as bbox_x..bbox_h, and n_cells.  The reader takes both.
+SCORE_COLUMNS = ("source", "cell", "n_cells", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area", "p_all", "label", "model")
+_SCORE_BOX = {"bbox_x": "x", "bbox_y": "y", "bbox_w": "w", "bbox_h": "h"}
+_INTS = ("frame", "cell", "n_cells", "x", "y", "w", "h", "area")
 _FLOATS = ("t_capture", "t_result", "p_all")
 
 
@@ -135,10 +142,16 @@ def iter_csv_numbered(
         header = next(reader, None)
         if header is None:
             return
-        missing = [c for c in CSV_COLUMNS if c not in header]
+        if all(c in header for c in SCORE_COLUMNS) and "frame" not in header:
+            header = [_SCORE_BOX.get(c, c) for c in header]  # a 'leukedge score' file
+        missing = [c for c in CSV_COLUMNS if c not in header and c not in ("frame", "t_capture", "t_result")]
+        if "frame" not in header and "n_cells" not in header:
+            missing.insert(0, "frame")
         if missing:
             if problems is not None:
-                problems.bad_lines.append((1, f"header lacks column(s) {', '.join(missing)}"))
+                problems.bad_lines.append(
+                    (1, f"header lacks column(s) {', '.join(missing)} of a 'leukedge screen' or 'leukedge score' file")
+                )
             return
         pending: Optional[tuple] = None  # hold one row back: the last one may be cut off
         for values in reader:
