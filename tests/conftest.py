@@ -85,6 +85,21 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def vermin_command() -> list:
+    """The command that runs vermin in this interpreter (the one tools/test.sh installs it into).
+
+    Looked up as a module of this Python, not on PATH: ``tools/test.sh`` runs
+    ``.venv/bin/python -m pytest`` without ``.venv/bin`` on PATH, and a check
+    skipped there would be no check.
+    """
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("vermin") is None:
+        skip_or_fail("vermin is not installed (dev extra: pip install -e '.[dev]')")
+    return [sys.executable, "-c", "import sys, vermin; sys.exit(vermin.main())"]
+
+
 def require_program(name: str, *candidates: str) -> str:
     """Path of an installed program (e.g. mosquitto, chromium), or skip/fail."""
     for c in (name, *candidates):

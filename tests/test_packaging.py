@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import subprocess
 import sys
 import venv
@@ -47,8 +48,41 @@ def test_pyproject_holds_only_the_build_system() -> None:
 
 
 def _venv(path: Path) -> Path:
+    """A fresh venv that builds with this interpreter's setuptools and wheel.
+
+    It sees the base interpreter's packages (system site packages), whose
+    setuptools may be too old for pyproject's ``setuptools>=69`` and lack
+    ``wheel`` (a fresh clone's Debian Python does): builds without isolation
+    then fail.  A ``.pth`` puts links to exactly this venv's setuptools and
+    wheel ahead of them, and nothing else of this venv (not its leukedge).
+    """
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(path)
-    return path / "bin" / "python"
+    py = path / "bin" / "python"
+    tools = path.parent / (path.name + "-build-tools")
+    tools.mkdir()
+    for name in BUILD_TOOLS:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        origin = Path(spec.origin)
+        src = origin.parent if origin.name == "__init__.py" else origin
+        (tools / src.name).symlink_to(src)
+    purelib = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True
+    ).stdout.strip()
+    (Path(purelib) / "leukedge-test-build-tools.pth").write_text(str(tools) + "\n")
+    return py
+
+
+BUILD_TOOLS = ("setuptools", "pkg_resources", "_distutils_hack", "wheel")
+
+
+def test_build_tools_are_new_enough() -> None:
+    """pyproject asks for setuptools>=69 and wheel; tools/test.sh installs them into .venv."""
+    import setuptools
+
+    assert int(setuptools.__version__.split(".")[0]) >= 69, setuptools.__version__
+    assert importlib.util.find_spec("wheel") is not None
 
 
 def _pip(py: Path, *args: str) -> None:

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import ast
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import skip_or_fail
+from tests.conftest import vermin_command
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE_SIDE = ["sdk", "device", "converters"]
 
 
 def test_vermin_finds_nothing_newer_than_38() -> None:
-    vermin = shutil.which("vermin")
-    if not vermin:
-        skip_or_fail("vermin is not installed (dev extra)")
+    vermin = vermin_command()
     out = subprocess.run(
-        [vermin, "-t=3.8-", "--no-tips", "--violations", "--backport", "typing", "--no-parse-comments", *DEVICE_SIDE],
+        [*vermin, "-t=3.8-", "--no-tips", "--violations", "--backport", "typing", "--no-parse-comments", *DEVICE_SIDE],
         capture_output=True,
         text=True,
         cwd=REPO,

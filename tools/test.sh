@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/system_deps.sh
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=69' wheel >/dev/null
 .venv/bin/python -m pip install -q -e '.[all,dev]'
 # TensorRT's type stubs, for the mypy check of the TensorRT code.  Not an extra: pip would pull in
 # the tensorrt wheel (NVIDIA's host); and not site-packages: a stub-only 'tensorrt' would import.

@@ -4,14 +4,13 @@ imports and parses its arguments cleanly; Python 3.8 syntax (JetPack 5); small; 
 from __future__ import annotations
 
 import ast
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import skip_or_fail
+from tests.conftest import vermin_command
 from tests.examples.helpers import EXAMPLES, REPO, run_example
 
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py"))
@@ -48,11 +47,9 @@ def test_imports_and_parses_arguments_cleanly(name: str) -> None:
 
 
 def test_python_38_syntax() -> None:
-    vermin = shutil.which("vermin")
-    if not vermin:
-        skip_or_fail("vermin is not installed (dev extra)")
+    vermin = vermin_command()
     out = subprocess.run(
-        [vermin, "-t=3.8-", "--no-tips", "--violations", "--backport", "typing", "--no-parse-comments", "examples"],
+        [*vermin, "-t=3.8-", "--no-tips", "--violations", "--backport", "typing", "--no-parse-comments", "examples"],
         capture_output=True,
         text=True,
         cwd=REPO,
