@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import click
 
 from leukedge.device.runtime_options import runtime_options
-from leukedge.errors import InvalidInputError
+from leukedge.errors import InvalidInputError, OutputError
 from leukedge.sinks.options import sink_options
 
 
@@ -102,6 +102,20 @@ def screen(
     slide = slide_summary(sinks, sink_kw.get("outs") or ())
     if slide:
         click.echo(slide)
+    raise_if_outputs_failed(summary.sinks)
+
+
+def raise_if_outputs_failed(stats: Any) -> None:
+    """After the summary: a results file that could not be written in full (full disk, ...) is an error."""
+    failed = [(name, st) for name, st in _outputs(stats) if st.get("error")]
+    if failed:
+        shown = "; ".join(
+            f"{st['path']}: {st['error']} ({st.get('lost_frames', 0)} frame(s) not written)" for _name, st in failed
+        )
+        raise OutputError(
+            f"results could not be written in full: {shown}",
+            hint="free space on that disk (or write --out elsewhere) and screen again",
+        )
 
 
 def slide_summary(sinks: Any, outs: Any) -> Optional[str]:

@@ -105,6 +105,9 @@ class Screener:
             early_results=EARLY_RESULTS,
         )
         self._iterating = False
+        self._closed = False
+        self._close_requested = False  # close() called from a callback: done once the run ends
+        self._dispatching = threading.local()
         self.callback_errors = 0
 
     # -- identity ----------------------------------------------------------------------
@@ -128,31 +131,55 @@ class Screener:
         }
 
     # -- lifecycle ---------------------------------------------------------------------
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise InvalidInputError(
+                f"Screener.{what}: this Screener is closed; its run is over and its results were delivered",
+                hint="create a new Screener for another run (a closed one cannot be restarted)",
+            )
+
     def open(self) -> Screener:
         """Load the model, open the source and sinks; no frame is taken yet."""
         with self._lock:
+            self._check_open("open()")
             self.pipeline.prepare()
         return self
 
     def start(self) -> Screener:
         """Start screening in the background (results go to callbacks and sinks)."""
         with self._lock:
+            self._check_open("start()")
             self.pipeline.start()
         return self
 
     def run(self) -> StatsSnapshot:
         """Screen until the source ends (or ``max_frames``/``duration``); returns the final counters."""
         self.start()
-        return self.pipeline.run()
+        try:
+            return self.pipeline.run()  # closes the pipeline at the end
+        finally:
+            self._closed = True
 
     def stop(self, drain: bool = True) -> None:
         """Stop taking frames; with ``drain`` those in flight are still screened and written."""
         self.pipeline.stop(drain=drain)
 
     def close(self) -> None:
-        """Stop, finish the frames in flight, flush and close everything; raises a run's error."""
+        """Stop, finish the frames in flight, flush and close everything; raises a run's error.
+
+        Called from inside a callback (the results thread, which cannot wait for
+        itself), it stops capturing and the close completes when ``run()`` or the
+        iteration returns (or at the next ``close()`` from another thread).
+        """
+        if getattr(self._dispatching, "active", False):
+            self._close_requested = True
+            self.pipeline.stop(drain=True)
+            return
         with self._lock:
-            self.pipeline.close()
+            try:
+                self.pipeline.close()
+            finally:
+                self._closed = True
 
     def __enter__(self) -> Screener:
         return self.open()
@@ -170,6 +197,7 @@ class Screener:
     def __iter__(self) -> Iterator[FrameResult]:
         """Frame results in frame order until the source ends; one iterator at a time."""
         with self._lock:
+            self._check_open("iteration")
             if self._iterating:
                 raise InvalidInputError("this Screener is already being iterated", hint="iterate it from one place")
             self._iterating = True
@@ -181,6 +209,8 @@ class Screener:
         finally:
             with self._lock:
                 self._iterating = False
+            if self._close_requested:
+                self.close()
 
     def on_cell(self, callback: CellCallback) -> CellCallback:
         """Call ``callback(cell, frame_result)`` for every classified cell (from the results thread)."""
@@ -195,11 +225,15 @@ class Screener:
         return callback
 
     def _dispatch(self, result: FrameResult) -> None:
-        for fcb in self._frame_callbacks:
-            self._call(fcb, result)
-        for cell in result.cells:
-            for ccb in self._cell_callbacks:
-                self._call(ccb, cell, result)
+        self._dispatching.active = True  # close() from a callback must not join its own thread
+        try:
+            for fcb in self._frame_callbacks:
+                self._call(fcb, result)
+            for cell in result.cells:
+                for ccb in self._cell_callbacks:
+                    self._call(ccb, cell, result)
+        finally:
+            self._dispatching.active = False
 
     def _call(self, callback: Callable[..., None], *args: Any) -> None:
         """One callback's bug must not stop the others or the screening: counted, logged once."""
@@ -225,6 +259,7 @@ class Screener:
                 f"submit() needs a push source, but this Screener reads from {self.source.uri}",
                 hint="create it with Screener(model, source=None) to hand in your own frames",
             )
+        self._check_open("submit()")
         index = self.source.submit(frame, t_capture=t_capture, meta=meta)
         if not self.pipeline.capturing:
             self.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,10 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
             f"{p}: image is above the limit of {max_pixels / 1e6:.0f} MP ({exc})",
             hint="cut the image into tiles (for example 2048×2048) or raise --max-pixels",
         ) from exc
+    except FileNotFoundError as exc:  # removed between the check and the read
+        raise InvalidImageError(f"{p}: no such file (was it moved or deleted?)") from exc
+    except PermissionError as exc:
+        raise InvalidImageError(f"{p}: permission denied", hint="check the file's permissions") from exc
     except UnidentifiedImageError as exc:
         raise InvalidImageError(
             f"{p}: not a readable image (expected PNG, JPEG, BMP or TIFF)",
@@ -79,15 +84,24 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
 
 
 def _check_file(p: Path) -> None:
-    if not p.exists():
+    """One stat() call, so a file removed while we look gives a clear error, not a traceback."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
         if p.is_symlink():
-            raise InvalidImageError(f"{p}: {_dangling_link_reason(p)}", hint="fix or remove the link")
-        raise InvalidImageError(f"{p}: no such file")
-    if p.is_dir():
+            raise InvalidImageError(f"{p}: {_dangling_link_reason(p)}", hint="fix or remove the link") from None
+        raise InvalidImageError(f"{p}: no such file (was it moved or deleted?)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidImageError(f"{p}: {_dangling_link_reason(p)}", hint="fix or remove the link") from None
+        raise InvalidImageError(f"{p}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InvalidImageError(f"{p}: is a folder, expected an image file")
     if not os.access(p, os.R_OK):
+        if not os.path.lexists(p):
+            raise InvalidImageError(f"{p}: no such file (was it moved or deleted?)")
         raise InvalidImageError(f"{p}: permission denied", hint="check the file's permissions")
-    if p.stat().st_size == 0:
+    if st.st_size == 0:
         raise InvalidImageError(f"{p}: file is empty (0 bytes)", hint="re-copy the file")
 
 
@@ -196,6 +210,11 @@ class FileListing:
 
     duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (path left out, the path kept)
     ignored: list[Path] = field(default_factory=list)  # found by a folder walk or a pattern, not an image suffix
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # folders that could not be listed, and why
+
+    def record_unreadable(self, exc: OSError) -> None:
+        """``os.walk``'s ``onerror``: without it a folder that cannot be listed is skipped silently."""
+        self.unreadable.append((Path(exc.filename or "?"), exc.strerror or str(exc)))
 
 
 def iter_image_files(inputs: list[str | os.PathLike[str]], *, listing: FileListing | None = None) -> list[Path]:
@@ -207,6 +226,8 @@ def iter_image_files(inputs: list[str | os.PathLike[str]], *, listing: FileListi
     the same name twice) are listed once.  Neither folder walks nor ``**``
     follow symbolic links to folders, so a link loop cannot recurse forever;
     a link loop named as a file is listed, and reading it says it is a loop.
+    A folder that cannot be listed (permissions, I/O error) is recorded in
+    ``listing.unreadable``: callers count it as an input not scored.
     """
     return [Path(s) for s in list_image_paths(inputs, listing=listing)]
 
@@ -237,7 +258,7 @@ def list_image_paths(inputs: list[str | os.PathLike[str]], *, listing: FileListi
                 if m.is_file() or (m.is_symlink() and not m.exists()):
                     add(str(m), named=False)
         elif p.is_dir():
-            for root, dirs, files in os.walk(p, followlinks=False):
+            for root, dirs, files in os.walk(p, followlinks=False, onerror=report.record_unreadable):
                 dirs.sort()
                 for f in sorted(files):
                     add(str(Path(root, f)), named=False)
@@ -247,6 +268,21 @@ def list_image_paths(inputs: list[str | os.PathLike[str]], *, listing: FileListi
             raise InvalidImageError(f"{s}: no such file or folder")
     # Sorted as Paths sort (folder by folder): the separator sorts before every other character.
     return sorted(found.values(), key=lambda v: v.replace(os.sep, "\0"))
+
+
+def no_images_error(inputs: list[str | os.PathLike[str]] | tuple, listing: FileListing) -> InvalidImageError:
+    """The error for inputs that hold no image: says which folders could not even be read."""
+    named = ", ".join(str(i) for i in inputs)
+    if listing.unreadable:
+        shown = "; ".join(f"{p}: {why}" for p, why in listing.unreadable[:3])
+        return InvalidImageError(
+            f"no image files found in: {named}; {len(listing.unreadable)} folder(s) could not be read ({shown})",
+            hint="check the folders' permissions (ls -ld), or run as a user who may read them",
+        )
+    return InvalidImageError(
+        f"no image files (PNG, JPEG, BMP, TIFF) found in: {named}",
+        hint="pass image files, folders holding them, or patterns such as 'slides/**/*.png'",
+    )
 
 
 def _resolved(path: str) -> str:

@@ -111,3 +111,33 @@ def _read_pid(fd: int) -> str:
     except OSError:
         return ""
     return text if text.isdigit() else ""
+
+
+_HINTS = {
+    errno.ENOSPC: "free space on that disk, or write to another one",
+    errno.EDQUOT: "free space within your disk quota, or write elsewhere",
+    errno.EFBIG: "the file reached the largest size this file system (or a ulimit) allows: write elsewhere",
+    errno.EROFS: "the file system is read-only: write to a folder on a writable disk",
+    errno.EACCES: "you may not write there: choose a folder you own, or fix its permissions",
+    errno.EPERM: "you may not write there: choose a folder you own, or fix its permissions",
+}
+
+
+def output_error(exc: OSError, out: str | os.PathLike[str]) -> OutputError:
+    """A clear error for a failed write of ``out`` (or one of its sidecars), with what to do about it."""
+    why = exc.strerror or str(exc)
+    if exc.filename and os.fspath(exc.filename) != os.fspath(out):
+        why = f"{exc.filename}: {why}"  # the folder, the lock or a sidecar that failed
+    return OutputError(
+        f"cannot write {out}: {why}",
+        hint=_HINTS.get(exc.errno or 0, "check the disk and the folder's permissions, then run again"),
+    )
+
+
+def os_error(exc: OSError) -> OutputError:
+    """The CLI's last resort for an OS-level file error no command caught: its file and reason, no traceback."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return OutputError(
+        f"{where}{exc.strerror or exc}",
+        hint=_HINTS.get(exc.errno or 0, "check the disk, the path and its permissions, then run again"),
+    )

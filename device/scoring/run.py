@@ -28,10 +28,10 @@ from leukedge.device.scoring.progress import Progress
 from leukedge.device.scoring.stores import STORES, Recovered
 from leukedge.device.scoring.work import MODES, PrepareOptions, source_key
 from leukedge.errors import InvalidInputError
-from leukedge.images import FileListing, list_image_paths
+from leukedge.images import FileListing, list_image_paths, no_images_error
 from leukedge.jsonl import JsonlWriter
 from leukedge.manifest import Manifest
-from leukedge.outlock import OutputLock
+from leukedge.outlock import OutputLock, output_error
 from leukedge.segment import SegmentParams
 
 ModelArg = Union[str, "os.PathLike[str]", Bundle, ModelRef, None]
@@ -51,6 +51,7 @@ class ScoreSummary:
     errors_path: Optional[Path] = None
     duplicates: List[Tuple[Path, Path]] = field(default_factory=list)  # (left out, kept)
     ignored: List[Path] = field(default_factory=list)  # not image files, found in folders or patterns
+    unreadable: List[Tuple[str, str]] = field(default_factory=list)  # folders that could not be listed, and why
     dropped_rows: int = 0  # rows of an image cut short by a crash, scored again
     run: Dict[str, str] = field(default_factory=dict)  # model, precision, backend
     seconds: float = 0.0
@@ -152,14 +153,17 @@ def score_files(
     listing = FileListing()
     files = list_image_paths(list(inputs), listing=listing)
     summary.listed, summary.duplicates, summary.ignored = len(files), listing.duplicates, listing.ignored
+    summary.unreadable = [(str(p), f"folder cannot be read: {why}") for p, why in listing.unreadable]
     if not files:
-        raise InvalidInputError(
-            f"no image files (PNG, JPEG, BMP, TIFF) found in: {', '.join(str(i) for i in inputs)}",
-            hint="pass image files, folders holding them, or patterns such as 'slides/**/*.png'",
-        )
+        raise no_images_error(inputs, listing)
     options = _RunOptions(mode=mode, batch_size=batch_size, workers=workers, progress=progress, params=params)
     with OutputLock(out_path):  # one writer for the results file and its sidecars, for the whole run
-        _score_into(store, files, summary, runtime, run, resume=resume, overwrite=overwrite, options=options)
+        try:
+            _score_into(store, files, summary, runtime, run, resume=resume, overwrite=overwrite, options=options)
+        except OSError as exc:  # images are read in workers and reported per image: this is a write
+            err = output_error(exc, out_path)
+            err.hint = f"{err.hint}; the images written so far are kept: run again with --resume to finish"
+            raise err from exc
     summary.seconds = time.monotonic() - t0
     return summary
 
@@ -202,6 +206,12 @@ def _score_into(
     if errors_path.exists():
         errors_path.unlink()  # failures of an earlier run are retried now
     errors: Optional[JsonlWriter] = None
+    if summary.unreadable:  # inputs never reached are failures too, listed like unreadable images
+        errors = JsonlWriter(errors_path, append=False)
+        for path, why in summary.unreadable:
+            errors.write({"source": path, "error": why})
+        errors.flush()
+        summary.failed.extend(summary.unreadable)
     bar = Progress(len(todo), enabled=options.progress)
     opts = PrepareOptions(mode=options.mode, spec=runtime.manifest.preprocessing, params=options.params)
     n_workers = _default_workers(len(todo)) if options.workers is None else options.workers

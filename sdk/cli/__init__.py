@@ -86,6 +86,10 @@ class LeukedgeGroup(click.Group):
             return super().invoke(ctx)
         except LeukedgeError as err:
             fail(err)
+        except OSError as exc:  # a file the command writes or reads failed at the OS (full disk, read-only)
+            from leukedge.outlock import os_error
+
+            fail(os_error(exc))
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)

@@ -7,9 +7,11 @@ is the text ``screen`` prints at the end of a run.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
+from leukedge.outlock import output_error
 from leukedge.report.build import SlideReport, build_report
 from leukedge.report.text import format_summary, screen_summary
 from leukedge.tally import DEFAULT_MIN_CELLS, CellTally, wilson_interval
@@ -44,8 +46,13 @@ def write_report(
     """Read ``results`` and write the HTML report to ``out`` (atomically); returns what was computed."""
     rep = build_report(results, min_cells=min_cells, model=model, gallery=gallery)
     dest = Path(out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(render_html(rep), encoding="utf-8")
-    tmp.replace(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(render_html(rep), encoding="utf-8")
+        tmp.replace(dest)
+    except OSError as exc:  # read-only folder, full disk: a clear error, and no half-written .tmp left
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise output_error(exc, dest) from exc
     return rep

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from leukedge.jsonl import JsonlWriter
 from leukedge.outlock import OutputLock
@@ -37,6 +37,8 @@ class _FileSink(Sink):
         self.frames = 0
         self.cells = 0
         self._lock = OutputLock(self.path)
+        self.error: Optional[OSError] = None  # the first failed write (full disk, ...): later frames are lost
+        self.lost_frames = 0
 
     def records(self, result: FrameResult) -> List[Dict[str, Any]]:
         recs = cell_records(result, self.model)
@@ -66,8 +68,22 @@ class _FileSink(Sink):
         finally:
             self._lock.release()
 
+    def _write_safely(self, write: Callable[[], None]) -> None:
+        """Run one write; a failed one is kept (not raised), so screening ends with a summary and a clear error."""
+        if self.error is not None:
+            self.lost_frames += 1
+            return
+        try:
+            write()
+        except OSError as exc:
+            self.error = exc
+            self.lost_frames += 1
+
     def stats(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"frames": self.frames, "cells": self.cells, "path": str(self.path)}
+        if self.error is not None:
+            out["error"] = self.error.strerror or str(self.error)
+            out["lost_frames"] = self.lost_frames
         if self.crops is not None:
             out["crops"] = self.crops.stats()
         return out
@@ -89,15 +105,19 @@ class JsonlSink(_FileSink):
             raise
 
     def write(self, result: FrameResult) -> None:
-        if self._w is None:
+        w = self._w
+        if w is None:
             raise RuntimeError("JsonlSink.write before open()")
-        self._w.write_many(self.records(result))
-        self._w.flush()  # per frame: a crash loses at most the frame being written
+        records = self.records(result)
+        self._write_safely(lambda: (w.write_many(records), w.flush()))  # per frame: a crash loses at most one
 
     def close(self) -> None:
         try:
             if self._w:
-                self._w.close()
+                try:
+                    self._w.close()
+                except OSError as exc:  # what could not be written is dropped; the error is in stats()
+                    self.error = self.error or exc
         finally:
             self._close_crops()
 
@@ -122,14 +142,18 @@ class CsvSink(_FileSink):
             raise
 
     def write(self, result: FrameResult) -> None:
-        if self._w is None:
+        w = self._w
+        if w is None:
             raise RuntimeError("CsvSink.write before open()")
-        self._w.write_many(self.records(result))
-        self._w.flush()
+        records = self.records(result)
+        self._write_safely(lambda: (w.write_many(records), w.flush()))
 
     def close(self) -> None:
         try:
             if self._w:
-                self._w.close()
+                try:
+                    self._w.close()
+                except OSError as exc:  # what could not be written is dropped; the error is in stats()
+                    self.error = self.error or exc
         finally:
             self._close_crops()

@@ -96,7 +96,8 @@ def test_segment_writes_cells_crops_and_records_skips(smear_folder, tmp_path) ->
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     cells = [row for row in rows if row["cell"] is not None]
     assert len(cells) == 4
-    assert all(set(row) == {"source", "cell", "bbox", "area"} for row in rows)
+    assert all(set(row) == {"source", "cell", "bbox", "area", "crop"} for row in cells)
+    assert all((tmp_path / "crops" / row["crop"]).is_file() for row in cells)
     empty = [row for row in rows if row["cell"] is None]
     assert len(empty) == 1 and empty[0]["source"].endswith("empty.png")
     crops = sorted((tmp_path / "crops").glob("*.png"))
@@ -104,7 +105,7 @@ def test_segment_writes_cells_crops_and_records_skips(smear_folder, tmp_path) ->
     errors = [json.loads(line) for line in (tmp_path / "cells.jsonl.errors.jsonl").read_text().splitlines()]
     assert {e["source"].rsplit("/", 1)[1] for e in errors} == {"broken.jpg", "zero.png"}
     assert any("0 bytes" in e["error"] for e in errors)
-    assert "2 of 5 image(s) could not be read" in r.output and "Traceback" not in r.output
+    assert "2 of 5 input(s) could not be read" in r.output and "Traceback" not in r.output
 
 
 @pytest.mark.shared_data
