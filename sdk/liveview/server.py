@@ -65,6 +65,37 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: treat as reachable from elsewhere
 
 
+def host_header_is_local(header: str, bound: str = "") -> bool:
+    """Whether an HTTP ``Host`` header names this machine's loopback: the DNS-rebinding guard.
+
+    A page on an attacker's site can make a browser send requests to
+    127.0.0.1 under the attacker's host name (rebinding).  The ``Host``
+    header then carries that name, so only these are accepted: a loopback IP
+    literal (``127.0.0.1``, ``127.8.9.10``, ``[::1]``), ``localhost``, and
+    the name the server was bound to.  Host names that merely look local
+    (``127.attacker.example``, ``localhost.attacker.example``) are not.
+    """
+    text = header.strip().lower()
+    if not text or any(c in text for c in " /\\@\t"):
+        return False
+    if text.startswith("["):  # [IPv6] or [IPv6]:port
+        end = text.find("]")
+        rest = text[end + 1 :]
+        if end < 0 or (rest and not re.fullmatch(r":\d{1,5}", rest)):
+            return False
+        name = text[1:end]
+    else:
+        name, _, port = text.partition(":")
+        if port and not re.fullmatch(r"\d{1,5}", port):
+            return False
+    if name == "localhost" or (bound and name == bound):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # any other name: possibly rebound to us by someone else's DNS
+
+
 def check_bind(host: str, port: int, token: Optional[str]) -> None:
     """Refuse a non-loopback address without a token, and tokens too short to resist guessing."""
     where = f"{host}:{port}"
@@ -102,6 +133,7 @@ class LiveViewServer(ThreadingHTTPServer):
         self.summary = summary
         self.health = health
         self.loopback_only = is_loopback(host)
+        self.bound_name = host.strip("[]").lower()
         try:
             super().__init__((host, port), Handler)
         except OSError as exc:
@@ -147,7 +179,9 @@ class Handler(BaseHTTPRequestHandler):
     def _allowed(self, query: str) -> bool:
         token = self.server.token
         if token is None:
-            if self.server.loopback_only and not self._host_is_local():
+            if self.server.loopback_only and not host_header_is_local(
+                self.headers.get("Host") or "", self.server.bound_name
+            ):
                 self._send(403, b"forbidden: unexpected Host header\n", "text/plain; charset=utf-8")
                 return False
             return True
@@ -162,11 +196,6 @@ class Handler(BaseHTTPRequestHandler):
         body = b"unauthorized: this live view needs its token (open the page as /?token=...)\n"
         self._send(401, body, "text/plain; charset=utf-8", {"WWW-Authenticate": 'Bearer realm="leukedge"'})
         return False
-
-    def _host_is_local(self) -> bool:
-        host = (self.headers.get("Host") or "").strip().lower()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return name.strip("[]") in ("127.0.0.1", "localhost", "::1") or name.startswith("127.")
 
     # --- responses -------------------------------------------------------
 

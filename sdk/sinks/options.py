@@ -55,7 +55,14 @@ def sink_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--token",
             envvar="LEUKEDGE_TOKEN",
-            help="Live-view access token (env LEUKEDGE_TOKEN); required when --serve is not a loopback address.",
+            help="Live-view access token (env LEUKEDGE_TOKEN); required when --serve is not a loopback address. "
+            "On the command line it shows in the process list: prefer the variable or --token-file.",
+        ),
+        click.option(
+            "--token-file",
+            envvar="LEUKEDGE_TOKEN_FILE",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Read the live-view token from this file (env LEUKEDGE_TOKEN_FILE); its first line is the token.",
         ),
         click.option(
             "--serve-fps",
@@ -104,6 +111,7 @@ class SinkOptions:
     min_cells: int = DEFAULT_MIN_CELLS
     serve: Optional[str] = None
     token: Optional[str] = None
+    token_file: Optional[Path] = None
     serve_fps: float = 10.0
     mqtt: Optional[str] = None
     mqtt_device_id: Optional[str] = None
@@ -157,8 +165,26 @@ def build_sinks(model_id: str, manifest: Manifest, options: Optional[SinkOptions
     elif o.mqtt_user or o.mqtt_ca or o.mqtt_cert or o.mqtt_key or o.mqtt_device_id:
         raise InvalidInputError("MQTT options were given without --mqtt URL", hint="add --mqtt mqtt://broker:1883")
     if o.serve:
-        sinks.add(_live_view(o.serve, o.token, model_id, band, min_cells, o.serve_fps, sinks))
+        sinks.add(_live_view(o.serve, read_token(o.token, o.token_file), model_id, band, min_cells, o.serve_fps, sinks))
+    elif o.token_file:
+        raise InvalidInputError("--token-file was given without --serve", hint="add --serve 127.0.0.1:8080")
     return sinks
+
+
+def read_token(token: Optional[str], token_file: Optional[Path]) -> Optional[str]:
+    """The live-view token from --token/LEUKEDGE_TOKEN or from a file (kept out of the process list)."""
+    if token_file is None:
+        return token
+    if token:
+        raise InvalidInputError("--token and --token-file both given", hint="give the token one way")
+    try:
+        lines = Path(token_file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"--token-file {token_file}: cannot be read ({exc})") from None
+    first = lines[0].strip() if lines else ""
+    if not first:
+        raise InvalidInputError(f"--token-file {token_file}: the file is empty; its first line should be the token")
+    return first
 
 
 def _mqtt_sink(o: SinkOptions, model_id: str, band: Tuple[float, float]) -> Sink:

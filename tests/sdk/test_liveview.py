@@ -190,3 +190,64 @@ def wait_until(cond, timeout: float = 5.0) -> bool:
     while time.time() < deadline and not cond():
         time.sleep(0.02)
     return cond()
+
+
+# Host names an attacker's DNS can point at 127.0.0.1 (rebinding), and spellings that try to look local.
+HOSTILE_HOSTS = [
+    "127.attacker.example",
+    "127.0.0.1.attacker.example",
+    "127.0.0.1.nip.io",
+    "localhost.attacker.example",
+    "attacker-localhost",
+    "attacker.example",
+    "127.1",
+    "0x7f000001",
+    "2130706433",
+    "0177.0.0.1",
+    "127.0.0.1@attacker.example",
+    "[::1].attacker.example",
+    "::1",
+    "127.0.0.1:80:80",
+    "127.0.0.1:port",
+    "",
+]
+LOCAL_HOSTS = ["127.0.0.1", "127.0.0.1:{port}", "127.8.9.10:{port}", "localhost:{port}", "LOCALHOST", "[::1]:{port}"]
+
+
+@pytest.mark.parametrize("host", HOSTILE_HOSTS)
+def test_rebinding_guard_refuses_names_that_only_look_local(host: str) -> None:
+    with LiveViewSink("127.0.0.1", 0) as sink:
+        for path in ("/", "/api/summary", "/api/health", "/events"):
+            s = socket.create_connection(("127.0.0.1", sink.port), timeout=5)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            status = s.recv(64).split(b"\r\n", 1)[0]
+            s.close()
+            assert b" 403 " in status, (host, path, status)
+
+
+@pytest.mark.parametrize("host", LOCAL_HOSTS)
+def test_rebinding_guard_accepts_loopback_literals_and_localhost(host: str) -> None:
+    with LiveViewSink("127.0.0.1", 0) as sink:
+        url = f"http://127.0.0.1:{sink.port}/api/summary"
+        assert get(url, {"Host": host.format(port=sink.port)})[0] == 200
+
+
+def test_token_from_a_file_or_the_environment_not_the_command_line(tmp_path) -> None:
+    from pathlib import Path
+
+    from leukedge.manifest import Manifest
+    from leukedge.sinks.options import build_sinks, read_token
+
+    f = tmp_path / "token"
+    f.write_text(TOKEN + "\n")
+    assert read_token(None, f) == TOKEN
+    with pytest.raises(InvalidInputError, match="both given"):
+        read_token(TOKEN, f)
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(InvalidInputError, match="the file is empty"):
+        read_token(None, tmp_path / "empty")
+    with pytest.raises(InvalidInputError, match="cannot be read"):
+        read_token(None, Path(tmp_path / "missing"))
+    sinks = build_sinks("m", Manifest(), serve="0.0.0.0:0", token_file=f)  # public bind: the file's token counts
+    view = sinks.find(LiveViewSink)
+    assert view is not None and view.token == TOKEN
