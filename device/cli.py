@@ -93,7 +93,7 @@ def screen(
         max_batch=max_batch,
     )
     screener.open()  # load the model and open the source now, so what is printed is what runs
-    for key, value in screener.describe().items():
+    for key, value in {**screener.describe(), **describe_outputs(sinks)}.items():
         click.echo(f"{key:>10}: {value}", err=True)
     printer = StatusPrinter()
     summary = run_session(screener, on_status=None if quiet else printer)
@@ -116,6 +116,22 @@ def raise_if_outputs_failed(stats: Any) -> None:
             f"results could not be written in full: {shown}",
             hint="free space on that disk (or write --out elsewhere) and screen again",
         )
+
+
+def describe_outputs(sinks: Any) -> Dict[str, str]:
+    """The live view's address (a port of 0 is resolved) and whether the MQTT broker accepted us."""
+    from leukedge.liveview import LiveViewSink
+    from leukedge.sinks.mqtt import MqttSink
+
+    out: Dict[str, str] = {}
+    view = sinks.find(LiveViewSink)
+    if view is not None:
+        out["live view"] = view.url + ("  (open it with ?token=<your token>)" if view.token else "")
+    mqtt = sinks.find(MqttSink)
+    if mqtt is not None:
+        mqtt.wait_connected(3.0)  # the broker's answer takes one round trip; a dead one is reported at once
+        out["mqtt"] = mqtt.describe()
+    return out
 
 
 def slide_summary(sinks: Any, outs: Any) -> Optional[str]:

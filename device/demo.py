@@ -116,5 +116,9 @@ def describe_report(r: DemoReport) -> str:
 @click.option("--model", default=None, help="A bundle folder instead of the packaged reference model.")
 def demo(seconds: float, out_dir: Path, model: Optional[str]) -> None:
     """Screen a synthetic slide with the built-in model for a few seconds, on the CPU."""
-    click.echo(f"Screening {DEMO_SOURCE} for {seconds:g} s on the CPU …", err=True)
+    click.echo(
+        f"Screening {DEMO_SOURCE} for {seconds:g} s on the CPU; results go to {out_dir.absolute()}/ "
+        "(--out-dir to change) …",
+        err=True,
+    )
     click.echo(describe_report(run_demo(seconds=seconds, out_dir=out_dir, model=model)))

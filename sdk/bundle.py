@@ -45,7 +45,8 @@ class Bundle:
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, *, verify: bool = True) -> Bundle:
         """Load the bundle in folder ``path`` (None or "reference": the one shipped with leukedge)."""
-        root = REFERENCE_BUNDLE if path in (None, "reference") else Path(path)
+        # "reference" however it arrives (str, or a Path from a CLI option): every command accepts it
+        root = REFERENCE_BUNDLE if path is None or os.fspath(path) == "reference" else Path(path)
         if root.is_file() and root.name == MANIFEST_NAME:
             root = root.parent
         if not root.is_dir():

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from leukedge.extras import DEPENDENCIES, has
+from leukedge.extras import DEPENDENCIES, has, quiet_native_logs
 
 OK, MISSING, UNUSABLE = "ok", "missing", "unusable"
 
@@ -86,11 +86,11 @@ def check_onnxruntime() -> Check:
 def check_tensorflow() -> Check:
     if not has("tensorflow"):
         return _missing("tensorflow", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        with quiet_native_logs():  # absl's start-up lines and 'cuInit' errors on a machine without a GPU
+            import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
+            gpus = tf.config.list_physical_devices("GPU")
         return Check("tensorflow", OK, f"{tf.__version__}; GPUs: {len(gpus)}")
     except Exception as exc:
         return Check("tensorflow", UNUSABLE, f"import failed: {exc}", DEPENDENCIES["tensorflow"].install)

@@ -7,11 +7,14 @@ so asking is free.  ``require_*`` imports it and raises one clear
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Iterator
 
 from leukedge.errors import MissingDependencyError
 
@@ -78,6 +81,28 @@ def require(name: str) -> ModuleType:
             f"{dep.module} is needed for {dep.purpose} but could not be imported ({exc})",
             hint=dep.install,
         ) from exc
+
+
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Hide what C++ libraries write straight to file descriptor 2 while they start.
+
+    TensorFlow's start-up lines (``WARNING: All log messages before
+    absl::InitializeLog()``, ``I0000 … oneDNN``, ``E0000 … failed call to
+    cuInit`` on a machine without a GPU) are written before any setting
+    (TF_CPP_MIN_LOG_LEVEL) can silence them.  Python exceptions still
+    propagate; use around an import or a model load, in one thread.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def has_tensorflow() -> bool:

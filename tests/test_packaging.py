@@ -159,3 +159,11 @@ def test_editable_install_maps_the_folders(tmp_path) -> None:
     lk, dev = _where(py).split()
     assert Path(lk) == REPO / "sdk" / "__init__.py"
     assert Path(dev) == REPO / "device" / "__init__.py"
+
+
+def test_readme_says_what_the_test_command_costs_and_gitignore_has_the_demo() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("./tools/test.sh") - 900 : readme.index("./tools/test.sh")]
+    for fact in ("Debian packages", "3 GB", "10 minutes"):
+        assert fact in block, fact
+    assert "/leukedge-demo/" in (REPO / ".gitignore").read_text().splitlines()

@@ -25,9 +25,11 @@ class KerasRuntime(Runtime):
         self.max_batch = 64
 
     def _load(self) -> None:
+        from leukedge.extras import quiet_native_logs
         from leukedge.modelfile import load_model
 
-        self.model, _ = load_model(self.path)
+        with quiet_native_logs():  # TensorFlow's start-up lines (absl, cuInit without a GPU) are not ours to show
+            self.model, _ = load_model(self.path)
 
     def _unload(self) -> None:
         self.model = None

@@ -373,6 +373,24 @@ class MqttSink(Sink):
                 self._buf.maxlen,
             )
 
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the broker accepted the connection (True) or ``timeout`` s passed or it failed (False)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._connected and self._down_since is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.05))
+            return self._connected
+
+    def describe(self) -> str:
+        """For the screen command's header: where results go, and whether the broker accepted us."""
+        where = f"{self._where()} as device {self.settings.device_id}"
+        if self._connected:
+            return f"{where}: connected"
+        return f"{where}: not connected ({self.last_error or 'no answer yet'}); results are buffered until it is"
+
     def _where(self) -> str:
         s = self.settings
         return f"{'mqtts' if s.tls else 'mqtt'}://{s.host}:{s.port}"

@@ -122,6 +122,7 @@ def test_demo_with_a_given_bundle_says_what_it_found_and_where(bundle, tmp_path)
     )
     assert res.exit_code == 0, res.output
     assert "Found" in res.output and "white cell(s)" in res.output and str(tmp_path / "d" / "cells.jsonl") in res.output
+    assert f"results go to {tmp_path / 'd'}/" in res.output  # said before it writes, not only after
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert summary["demo"]["frames"] >= 1 and summary["demo"]["cells"] == summary["run"]["stats"]["cells"]
     assert len((tmp_path / "d" / "cells.jsonl").read_text().splitlines()) >= summary["demo"]["cells"]
@@ -163,3 +164,25 @@ def test_no_source_or_two_sources_are_clear_errors(bundle) -> None:
     assert res.exit_code == 3 and "no source given" in res.output
     res = _screen("synthetic://", "--source", "csi://0", "--model", str(bundle.root))
     assert res.exit_code == 3 and "two sources given" in res.output
+
+
+def test_serve_on_port_0_prints_the_address_it_got(bundle) -> None:
+    r = CliRunner().invoke(
+        main,
+        [
+            "screen",
+            "--model",
+            str(bundle.root),
+            "--source",
+            SMALL_SYNTHETIC,
+            "--max-frames",
+            "2",
+            "--serve",
+            "127.0.0.1:0",
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if x.strip().startswith("live view:"))
+    port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+    assert port > 0

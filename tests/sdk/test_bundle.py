@@ -123,3 +123,11 @@ def test_external_weights_the_manifest_does_not_list_are_refused(tmp_path) -> No
 def test_reference_bundle_still_loads() -> None:
     b = Bundle.load("reference")
     assert b.content_sha256("onnx_fp32") == b.manifest.files["onnx_fp32"].sha256
+
+
+def test_reference_by_name_however_it_arrives(tmp_path, monkeypatch) -> None:
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)  # no folder named 'reference' here
+    assert Bundle.load(Path("reference")).root == REFERENCE_BUNDLE  # click hands a Path to 'evaluate'
+    assert Bundle.load("reference").root == REFERENCE_BUNDLE

@@ -304,3 +304,15 @@ def test_a_short_run_is_delivered_before_close_returns(broker_dir, rng) -> None:
     assert sink.stats()["acked"] >= 3
     assert wait_for(lambda: sub.frames() == [0, 1, 2], 5)
     sub.close()
+
+
+def test_a_successful_connection_is_confirmed_and_a_failed_one_says_why(broker_dir) -> None:
+    b = broker_dir().start()
+    with sink_for(b.port) as sink:
+        assert sink.wait_connected(5.0)
+        assert sink.describe() == f"mqtt://127.0.0.1:{b.port} as device {DEVICE}: connected"
+    port = b.port
+    b.stop()
+    with sink_for(port) as sink:
+        assert not sink.wait_connected(2.0)
+        assert "not connected" in sink.describe() and "buffered" in sink.describe()

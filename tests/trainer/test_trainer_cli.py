@@ -67,3 +67,10 @@ def test_user_mistakes_exit_with_a_message_not_a_traceback(tmp_path: Path, cells
         f.attrs["model_config"] = "{}"
     r = run("evaluate", not_ours, cells6)
     assert r.exit_code == 4 and "not a leukedge model" in r.output and "Traceback" not in r.output
+
+
+def test_evaluate_accepts_reference_like_every_other_command(cells6: Path) -> None:
+    r = run("evaluate", "reference", cells6, "--bootstrap", "10", "--subjects", "all", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output[r.output.index("{") :])
+    assert doc["model"]["path"] == "reference" and doc["cnn"]["cells"] > 0
