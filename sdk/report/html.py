@@ -191,7 +191,7 @@ def _audit(rep: SlideReport) -> str:
         pre = m.preprocessing
         rows += [
             ("bundle", str(b.root)),
-            ("model hash (SHA-256 of the FP32 ONNX)", b.model_hash),
+            ("model id (SHA-256 of the bundle's files and label-deciding manifest fields)", b.model_hash),
             ("model", f"{m.name} ({m.architecture}), classes {', '.join(m.classes)}"),
             ("input", f"{pre.input_height}×{pre.input_width} {pre.channel_order} {pre.layout}"),
             ("decision", f"p_ALL ≥ {m.decision.threshold} is ALL (policy: {m.decision.policy})"),
