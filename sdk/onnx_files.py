@@ -64,8 +64,9 @@ def _walk(buf: memoryview, kind: str, found: Set[str], depth: int) -> None:
             continue
         if kind == "tensor" and number == _TENSOR_EXTERNAL_DATA:
             entry = dict(_fields(value))
-            if bytes(entry.get(1) or b"") == b"location" and entry.get(2) is not None:
-                found.add(bytes(entry[2]).decode("utf-8", "surrogateescape"))
+            key, location = entry.get(1), entry.get(2)
+            if key is not None and bytes(key) == b"location" and location is not None:
+                found.add(bytes(location).decode("utf-8", "surrogateescape"))
         elif number in children:
             _walk(value, children[number], found, depth + 1)
 

@@ -68,7 +68,7 @@ class _FileSink(Sink):
         finally:
             self._lock.release()
 
-    def _write_safely(self, write: Callable[[], None]) -> None:
+    def _write_safely(self, write: Callable[[], object]) -> None:
         """Run one write; a failed one is kept (not raised), so screening ends with a summary and a clear error."""
         if self.error is not None:
             self.lost_frames += 1
