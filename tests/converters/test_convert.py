@@ -172,3 +172,14 @@ def test_export_names_folded_constants_by_use_so_bytes_repeat() -> None:
         return model.SerializeToString()
 
     assert graph("const_axes__72", "const_fold__9") == graph("const_starts__67", "const_fold__3")
+
+
+def test_both_onnx_models_record_the_class_order(bundle: Bundle) -> None:
+    """The order is stamped at export and survives quantization: a runtime checks the manifest against it."""
+    import onnx
+
+    from leukedge.bundle import CLASSES_KEY
+
+    for key in ("onnx_fp32", "onnx_int8"):
+        meta = {p.key: p.value for p in onnx.load(str(bundle.path_of(key)), load_external_data=False).metadata_props}
+        assert json.loads(meta[CLASSES_KEY]) == list(bundle.manifest.classes), key

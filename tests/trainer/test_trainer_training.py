@@ -41,6 +41,7 @@ def test_model_file_carries_its_provenance_and_split(trained, cells6: Path) -> N
     assert len(subjects["val"]) == 4 and len(subjects["test"]) == 2
     assert not set(subjects["train"]) & set(subjects["val"] + subjects["test"])
     assert prov["seed"] == 0 and prov["versions"]["tensorflow"]
+    assert prov["training"]["classes"] == list(m.classes) == ["hem", "all"]  # the order the labels were encoded in
     assert prov["model"]["width"] == 1 / 16 and prov["model"]["params"] > 0 and prov["model"]["macs"] > 0
     assert m.preprocessing.log.enabled and m.preprocessing.input_height == 128
     split = json.loads(trained.split_path.read_text())
