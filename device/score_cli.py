@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import click
 
 from leukedge.device.runtime_options import runtime_options
-from leukedge.errors import PartialFailure
+from leukedge.errors import InvalidInputError, PartialFailure
 
 
 @click.command()
@@ -37,6 +37,27 @@ from leukedge.errors import PartialFailure
     show_default=True,
     help="cells: each image is one C-NMC-style cell; smear: find the cells in each image; auto: decide per image.",
 )
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    default=None,
+    help="Score on a Ray cluster: HOST:PORT of its head node, 'auto', or 'local' to start Ray here "
+    "(needs leukedge[cluster]). --workers is then the number of scoring actors.",
+)
+@click.option(
+    "--gpus-per-worker",
+    type=click.FloatRange(0, 64),
+    default=0.0,
+    show_default=True,
+    help="With --cluster: GPUs each scoring actor holds (e.g. 1, or 0.5 to share one).",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(1, 3600),
+    default=30.0,
+    show_default=True,
+    help="With --cluster: seconds to wait for the cluster to answer.",
+)
 @click.option("--resume", is_flag=True, help="Continue OUT: score only the images it lacks.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option(
@@ -51,6 +72,9 @@ def score(
     batch_size: int,
     workers: Optional[int],
     mode: str,
+    cluster: Optional[str],
+    gpus_per_worker: float,
+    connect_timeout: float,
     resume: bool,
     overwrite: bool,
     progress: Optional[bool],
@@ -65,6 +89,15 @@ def score(
     """
     from leukedge.device.scoring import score_files
 
+    where = None
+    if cluster is not None:
+        from leukedge.device.scoring.cluster import ClusterOptions
+
+        where = ClusterOptions(
+            cluster, workers=workers, gpus_per_worker=gpus_per_worker, connect_timeout_s=connect_timeout
+        )
+    elif gpus_per_worker:
+        raise InvalidInputError("--gpus-per-worker applies to --cluster runs", hint="add --cluster ADDRESS")
     s = score_files(
         list(inputs),
         out,
@@ -77,6 +110,7 @@ def score(
         resume=resume,
         overwrite=overwrite,
         progress=progress,
+        cluster=where,
     )
     run = s.run
     modes = ", ".join(f"{n} as {m}" for m, n in sorted(s.modes.items()))
@@ -93,6 +127,8 @@ def score(
         notes.append(f"{s.no_cells} image(s) without cells")
     if s.duplicates:
         notes.append(f"{len(s.duplicates)} duplicate path(s) scored once")
+    if s.nodes:
+        notes.append(f"scored on {len(s.nodes)} cluster node(s)")
     if s.ignored:
         notes.append(f"{len(s.ignored)} non-image file(s) ignored")
     if notes:

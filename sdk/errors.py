@@ -67,6 +67,10 @@ class HardwareUnavailableError(LeukedgeError):
     exit_code = 6
 
 
+class ClusterError(HardwareUnavailableError):
+    """A compute cluster (Ray) that was asked for cannot be reached or cannot do the work."""
+
+
 class GateFailedError(LeukedgeError):
     """A quality gate (INT8 acceptance, parity) did not pass."""
 

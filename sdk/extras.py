@@ -48,6 +48,7 @@ DEPENDENCIES: dict[str, Dependency] = {
     "sklearn": Dependency("sklearn", "baseline classifiers in evaluate", "pip install 'leukedge[train]'"),
     "matplotlib": Dependency("matplotlib", "plots in HTML reports", "pip install 'leukedge[train]'"),
     "pyarrow": Dependency("pyarrow", "Parquet results files", "pip install 'leukedge[parquet]'"),
+    "ray": Dependency("ray", "scoring on a Ray cluster (--cluster)", "pip install 'leukedge[cluster]'"),
 }
 
 
@@ -156,6 +157,14 @@ def has_pycuda() -> bool:
 
 def require_pycuda() -> ModuleType:
     return require("pycuda")
+
+
+def has_ray() -> bool:
+    return has("ray")
+
+
+def require_ray() -> ModuleType:
+    return require("ray")
 
 
 def has_picamera2() -> bool:

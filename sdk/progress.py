@@ -62,6 +62,16 @@ class Progress:
             self._last = now
             self._line(now)
 
+    def note(self, text: str) -> None:
+        """A line of context above the bar (where the work runs), shown whenever progress is."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
     def line(self) -> str:
         """``score: 1200/10000 images (12%), 118.2 img/s, ETA 1m14s, 0 failed``."""
         return self._text(time.monotonic())

@@ -10,12 +10,14 @@ workers are started with ``spawn`` for that reason.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from leukedge.device.runtimes.base import Runtime
 from leukedge.device.scoring.rows import image_rows
 from leukedge.device.scoring.work import Prepared, PrepareOptions, init_worker, prepare_chunk, prepare_image
 from leukedge.errors import LeukedgeError
+from leukedge.manifest import Manifest
 
 
 @dataclass
@@ -114,8 +117,33 @@ def _infer(items: List[Prepared], runtime: Runtime, batch_size: int) -> List[Sco
     return out
 
 
-def rows_of(scored: ScoredImage, runtime: Runtime, run: Dict[str, str]) -> List[Dict[str, Any]]:
+def default_workers(n_inputs: int) -> int:
+    """One worker process per core, and never more than inputs."""
+    return max(1, min(os.cpu_count() or 1, n_inputs))
+
+
+class LocalEngine:
+    """This machine: worker processes prepare, this process classifies.
+
+    ``score_files`` drives it, or its twin on a Ray cluster (``cluster.py``), through
+    ``run``, ``manifest``, ``opened(todo, note)``, ``batches(todo, opts, batch_size)`` and ``nodes``.
+    """
+
+    def __init__(self, runtime: Runtime, run: Dict[str, str], workers: Optional[int]) -> None:
+        self.runtime, self.run, self.workers = runtime, run, workers
+        self.manifest = runtime.manifest
+        self.nodes: Dict[str, int] = {}
+
+    def opened(self, todo: List[str], note: Any) -> Any:
+        return self.runtime if todo else nullcontext()  # a TensorRT engine is not loaded for nothing
+
+    def batches(self, todo: List[str], opts: PrepareOptions, batch_size: int) -> Iterator[List[ScoredImage]]:
+        n_workers = default_workers(len(todo)) if self.workers is None else self.workers
+        return iter_scored(iter_prepared(todo, opts, workers=n_workers), self.runtime, batch_size=batch_size)
+
+
+def rows_of(scored: ScoredImage, manifest: Manifest, run: Dict[str, str]) -> List[Dict[str, Any]]:
     """The result rows of a scored image (``run``: model, precision, backend)."""
     it = scored.item
-    labels = [runtime.manifest.label_for(float(p)) for p in scored.p_all]
+    labels = [manifest.label_for(float(p)) for p in scored.p_all]
     return image_rows(it.source, it.mode, it.cells, scored.p_all, labels, run, name=it.path)

@@ -15,7 +15,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from leukedge.bundle import Bundle
 from leukedge.cnmc import parse_cnmc_name
 from leukedge.device.runtimes import ModelRef, choose_backend, open_runtime, resolve_model
 from leukedge.device.runtimes.base import Runtime
-from leukedge.device.scoring.engine import iter_prepared, iter_scored, rows_of
+from leukedge.device.scoring.engine import LocalEngine, default_workers, iter_prepared, iter_scored, rows_of
 from leukedge.device.scoring.progress import Progress
 from leukedge.device.scoring.stores import STORES, Recovered
 from leukedge.device.scoring.work import MODES, PrepareOptions, source_key
@@ -34,7 +34,11 @@ from leukedge.manifest import Manifest
 from leukedge.outlock import OutputLock, output_error
 from leukedge.segment import SegmentParams
 
+if TYPE_CHECKING:
+    from leukedge.device.scoring.cluster import ClusterOptions
+
 ModelArg = Union[str, "os.PathLike[str]", Bundle, ModelRef, None]
+ClusterArg = Union[str, "ClusterOptions", None]
 SUFFIXES = (".csv", ".jsonl", ".parquet")
 
 
@@ -55,15 +59,12 @@ class ScoreSummary:
     dropped_rows: int = 0  # rows of an image cut short by a crash, scored again
     run: Dict[str, str] = field(default_factory=dict)  # model, precision, backend
     seconds: float = 0.0
+    nodes: Dict[str, int] = field(default_factory=dict)  # on a cluster: images scored per Ray node id
 
 
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
-
-
-def _default_workers(n_inputs: int) -> int:
-    return max(1, min(os.cpu_count() or 1, n_inputs))
 
 
 def _check_options(mode: str, batch_size: int, workers: Optional[int]) -> None:
@@ -118,6 +119,16 @@ def _runtime_for(
     return runtime, {"model": ref.identity, "precision": runtime.precision, "backend": runtime.name}
 
 
+def _engine_for(model: ModelArg, backend: str, precision: str, workers: Optional[int], cluster: ClusterArg) -> Any:
+    """This machine's engine, or with ``cluster`` the Ray one (``cluster.py``): the same interface."""
+    if cluster is None:
+        runtime, run = _runtime_for(model, backend, precision, workers)
+        return LocalEngine(runtime, run, workers)
+    from leukedge.device.scoring.cluster import ClusterEngine, ClusterOptions
+
+    return ClusterEngine(ClusterOptions.of(cluster, workers), model, backend, precision)
+
+
 def score_files(
     inputs: Sequence[Union[str, os.PathLike[str]]],
     out: Union[str, os.PathLike[str]],
@@ -132,6 +143,7 @@ def score_files(
     overwrite: bool = False,
     progress: Optional[bool] = None,
     params: Optional[SegmentParams] = None,
+    cluster: ClusterArg = None,
 ) -> ScoreSummary:
     """Score every image in ``inputs`` (files, folders, globs) into ``out`` (.csv, .jsonl or .parquet).
 
@@ -140,14 +152,17 @@ def score_files(
     goes on; check ``summary.failed``.  ``resume`` continues a results file
     of the same model, precision and backend, scoring only images it lacks
     (images that failed before are tried again).  An existing ``out`` is
-    never replaced unless ``overwrite``.
+    never replaced unless ``overwrite``.  ``cluster`` ("HOST:PORT", "local" or
+    a :class:`~leukedge.device.scoring.cluster.ClusterOptions`) scores on Ray
+    (``workers`` is then the number of scoring actors); see docs/scoring.md.
     """
     t0 = time.monotonic()
     _check_options(mode, batch_size, workers)
     out_path = Path(out)
     if resume and overwrite:
         raise InvalidInputError("--resume and --overwrite contradict each other", hint="pass one of them")
-    runtime, run = _runtime_for(model, backend, precision, workers)
+    engine = _engine_for(model, backend, precision, workers, cluster)
+    run = engine.run
     store = open_store(out_path, run)
     summary = ScoreSummary(out=out_path, run=run)
     listing = FileListing()
@@ -159,7 +174,7 @@ def score_files(
     options = _RunOptions(mode=mode, batch_size=batch_size, workers=workers, progress=progress, params=params)
     with OutputLock(out_path):  # one writer for the results file and its sidecars, for the whole run
         try:
-            _score_into(store, files, summary, runtime, run, resume=resume, overwrite=overwrite, options=options)
+            _score_into(store, files, summary, engine, run, resume=resume, overwrite=overwrite, options=options)
         except OSError as exc:  # images are read in workers and reported per image: this is a write
             err = output_error(exc, out_path)
             err.hint = f"{err.hint}; the images written so far are kept: run again with --resume to finish"
@@ -181,7 +196,7 @@ def _score_into(
     store: Any,
     files: List[str],
     summary: ScoreSummary,
-    runtime: Runtime,
+    engine: Any,
     run: Dict[str, str],
     *,
     resume: bool,
@@ -213,14 +228,12 @@ def _score_into(
         errors.flush()
         summary.failed.extend(summary.unreadable)
     bar = Progress(len(todo), enabled=options.progress)
-    opts = PrepareOptions(mode=options.mode, spec=runtime.manifest.preprocessing, params=options.params)
-    n_workers = _default_workers(len(todo)) if options.workers is None else options.workers
+    opts = PrepareOptions(mode=options.mode, spec=engine.manifest.preprocessing, params=options.params)
     modes: Counter = Counter()
     complete = False
     try:
-        with runtime if todo else _nothing():  # a TensorRT engine is not loaded for nothing
-            prepared = iter_prepared(todo, opts, workers=n_workers)
-            for batch in iter_scored(prepared, runtime, batch_size=options.batch_size):
+        with engine.opened(todo, bar.note):
+            for batch in engine.batches(todo, opts, options.batch_size):
                 failed_now = 0
                 for scored in batch:
                     it = scored.item
@@ -231,7 +244,7 @@ def _score_into(
                         summary.failed.append((it.path, it.error))
                         failed_now += 1
                         continue
-                    store.write(rows_of(scored, runtime, run))
+                    store.write(rows_of(scored, engine.manifest, run))
                     summary.scored += 1
                     summary.cells += len(it.cells)
                     summary.no_cells += not it.cells
@@ -243,6 +256,7 @@ def _score_into(
         complete = True
     finally:
         bar.close()
+        summary.nodes = dict(engine.nodes)
         store.close(complete=complete)
         if errors is not None:
             errors.close()
@@ -317,7 +331,7 @@ def score_images(
     paths = [str(f) for f in files]
     runtime, run = _runtime_for(model, backend, precision, workers)
     opts = PrepareOptions(mode=mode, spec=runtime.manifest.preprocessing)
-    n_workers = _default_workers(len(paths)) if workers is None else workers
+    n_workers = default_workers(len(paths)) if workers is None else workers
     out = ImageScores(cells={}, modes={}, sources={}, failed=[], run=run, manifest=runtime.manifest)
     bar = Progress(len(paths), enabled=progress)
     try:
