@@ -127,6 +127,11 @@ def _init_within(ray: Any, address: str, timeout_s: float, kwargs: Dict[str, Any
     if exc is None:
         return box["ctx"]
     text = str(exc)
+    if "InvalidAuthToken" in text or type(exc).__name__ == "AuthenticationError":
+        raise ClusterError(
+            f"--cluster {address}: the cluster uses token authentication, and this machine has not its token",
+            hint="copy the head's ~/.ray/auth_token here, or set RAY_AUTH_TOKEN (see Ray's token-auth docs)",
+        ) from None
     if "Version mismatch" in text:
         raise ClusterError(
             f"--cluster {address}: the cluster runs another Ray or Python version than this machine: "

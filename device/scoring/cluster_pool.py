@@ -69,10 +69,12 @@ class OrderedPool:
         exhausted = False
         window = 2 * self.depth * max(1, len(self.live))
         while True:
-            while self.live and (again or not exhausted) and self._room() and next_seq - emit_seq < window:
-                if again:
+            while self.live and self._room():
+                if again:  # before the window check: the chunk that holds up the output may be among them
                     self._submit(again.popleft())
                     continue
+                if exhausted or next_seq - emit_seq >= window:
+                    break
                 tasks = next(source, None)
                 if tasks is None:
                     exhausted = True

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "tensorrt", "pycuda", "picamera2", "paho"]
+HEAVY = ["tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "tensorrt", "pycuda", "picamera2", "paho", "ray"]
 HARDWARE = ["tensorrt", "pycuda", "picamera2"]
 
 
