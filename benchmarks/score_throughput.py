@@ -3,6 +3,11 @@
 Usage:
     nice -n 10 python benchmarks/score_throughput.py [--bundle DIR] [--precision int8]
         [--count 10000] [--memory-counts 1000,10000] [--workers 1,2] [--data DIR] [--json OUT.json]
+    nice -n 10 python benchmarks/score_throughput.py --cluster [--count 2000] [--workers 2] [--repeat 2] ...
+
+``--cluster`` (needs ``leukedge[cluster]``) only compares the process pool with
+``score --cluster local`` (Ray on this machine) at the same worker counts on the
+same files, alternating runs so that a change in the machine's load hits both.
 
 Draws ``--count`` synthetic 450×450 C-NMC-named cells (``make_cell_image``)
 into ``--data`` (kept between runs), then measures, each in a fresh process:
@@ -110,10 +115,24 @@ kind = args.pop("kind")
 out = {}
 if kind == "score":
     from leukedge.device.scoring import score_files
+    cluster = None
+    if args.get("cluster"):
+        # Start Ray first and time it apart: scoring then reuses this connection (and the figure
+        # without Ray's start is what a long run on a running cluster sees).
+        import logging, ray
+        from leukedge.device.scoring.cluster import ClusterOptions
+        t0 = time.perf_counter()
+        ray.init(num_cpus=args["workers"], include_dashboard=False, object_store_memory=128 << 20,
+                 logging_level=logging.ERROR, log_to_driver=False)
+        ray_start = time.perf_counter() - t0
+        cluster = ClusterOptions("local", workers=args["workers"])
     s = score_files([args["data"]], args["out"], model=args["bundle"], precision=args["precision"],
                     backend="onnxruntime", workers=args["workers"], batch_size=args["batch_size"],
-                    mode="cells", progress=False, overwrite=True)
+                    mode="cells", progress=False, overwrite=True, cluster=cluster)
     out = {"images": s.scored, "failed": len(s.failed), "seconds": s.seconds, "images_per_s": s.scored / s.seconds}
+    if cluster is not None:
+        out.update(ray_start_s=ray_start, images_per_s_with_ray_start=s.scored / (s.seconds + ray_start))
+        ray.shutdown()
 elif kind == "bound":
     import numpy as np
     from leukedge.device.runtimes import open_runtime
@@ -191,6 +210,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="where the synthetic cells are kept")
     ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument(
+        "--cluster",
+        action="store_true",
+        help="only compare the process pool with local Ray (the same worker counts), --repeat times each",
+    )
+    ap.add_argument("--repeat", type=int, default=2, help="with --cluster: runs of each, alternating")
     args = ap.parse_args()
 
     report: Dict[str, Any] = {"machine": machine(), "count": args.count, "precision": args.precision}
@@ -212,6 +237,16 @@ def main() -> None:
     files = make_cells(args.data, max(counts), procs=os.cpu_count() or 1)
     common = {"bundle": str(bundle), "precision": args.precision, "batch_size": args.batch_size}
 
+    if args.cluster:
+        data = subset(files, args.count, tmp) if args.count < len(files) else args.data
+        report["cluster"] = compare_cluster(data, tmp, [int(x) for x in args.workers.split(",")], args.repeat, common)
+        report["machine"]["load_after"] = os.getloadavg()
+        shutil.rmtree(tmp, ignore_errors=True)
+        text = json.dumps(report, indent=2)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return
     report["classifier_only"] = child(kind="bound", seconds=10.0, **common)
     report["prepare_one_core"] = child(kind="prepare", data=str(args.data), count=500, **common)
     data = subset(files, args.count, tmp) if args.count < len(files) else args.data
@@ -233,6 +268,29 @@ def main() -> None:
     if args.json:
         args.json.write_text(text + "\n")
     _summary(report)
+
+
+def compare_cluster(data: Path, tmp: Path, workers: List[int], repeat: int, common: Dict[str, Any]) -> Dict[str, Any]:
+    """The process pool and local Ray (``score --cluster local``), same workers and data, alternated."""
+    runs: Dict[str, List[Dict[str, Any]]] = {}
+    for w in workers:
+        for i in range(repeat):
+            for name, cluster in (("pool", False), ("ray", True)):
+                r = child(
+                    kind="score", data=str(data), out=str(tmp / f"{name}{w}.csv"), workers=w, cluster=cluster, **common
+                )
+                runs.setdefault(f"{name} workers={w}", []).append(r)
+                extra = f", Ray start {r['ray_start_s']:.1f} s apart" if cluster else ""
+                print(f"{name} workers={w} #{i + 1}: {r['images_per_s']:.1f} images/s{extra}", file=sys.stderr)
+    best = {k: max(r["images_per_s"] for r in v) for k, v in runs.items()}
+    for w in workers:
+        pool, ray = best[f"pool workers={w}"], best[f"ray workers={w}"]
+        print(
+            f"workers={w}: best pool {pool:.1f}, best Ray {ray:.1f} images/s: Ray overhead "
+            f"{100 * (1 - ray / pool):.0f}% (without Ray's own start)",
+            file=sys.stderr,
+        )
+    return {"runs": runs, "best_images_per_s": best}
 
 
 def _summary(r: Dict[str, Any]) -> None:

@@ -145,7 +145,9 @@ class ClusterEngine:
         workers = [spawn() for _ in range(self.workers)]
         pool = OrderedPool(workers, spawn, retries=o.retries, start_timeout_s=o.start_timeout_s)
         try:
-            _check_reports(wait_ready(workers, o.start_timeout_s))
+            reports = wait_ready(workers, o.start_timeout_s)
+            _check_reports(reports)
+            pool.node_of = {w: r.node for w, r in zip(workers, reports)}
             tasks = ((i, os.path.abspath(p), source_key(Path(p))) for i, p in enumerate(todo))
             yield from pool.run(chunked(tasks, o.chunk))
         finally:

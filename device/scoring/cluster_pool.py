@@ -11,6 +11,7 @@ flat however many inputs there are.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ class _Chunk:
     causes: List[str] = field(default_factory=list)
 
 
+POLL_S = 5.0  # how often a quiet pool checks on its workers' nodes
+
+
 class OrderedPool:
     """Runs chunks on ``workers`` (ready Ray actor handles); ``spawn()`` starts a replacement actor.
 
@@ -46,6 +50,7 @@ class OrderedPool:
         depth: int = 2,
         retries: int = 2,
         start_timeout_s: float = 120.0,
+        stall_timeout_s: float = 900.0,
     ) -> None:
         import ray
 
@@ -59,6 +64,9 @@ class OrderedPool:
         self.starting: Dict[Any, Any] = {}  # ready() ref -> new worker
         self.inflight: Dict[Any, tuple] = {}  # score() ref -> (chunk, worker)
         self.nodes: Counter = Counter()
+        self.node_of: Dict[Any, str] = {}  # worker -> its Ray node id, from ready()
+        self.stall_timeout_s = stall_timeout_s
+        self._last_result = time.monotonic()
 
     def run(self, chunks: Iterator[Sequence[Task]]) -> Iterator[List[ScoredImage]]:
         """Each chunk's scored images, in the order the chunks came."""
@@ -103,13 +111,13 @@ class OrderedPool:
                 hint="check the nodes (ray status); results so far are saved: rerun with --resume",
             )
         refs = list(self.inflight) + list(self.starting)
-        timeout = None if self.live else self.start_timeout_s
-        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
+        # Never wait unbounded: every few seconds look for workers whose node died without Ray
+        # failing their tasks yet, and give up when nothing at all has come back for a long time.
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=POLL_S)
         if not ready:
-            raise ClusterError(
-                f"no live scoring worker, and none could be started within {self.start_timeout_s:.0f} s",
-                hint="the cluster has no free CPU (or GPU) left; results so far are saved: rerun with --resume",
-            )
+            self._check(again, finished)
+            return
+        self._last_result = time.monotonic()
         ref = ready[0]
         if ref in self.starting:
             self._started(ref)
@@ -118,21 +126,47 @@ class OrderedPool:
         try:
             node, scored = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:  # the worker (or its node) died
-            self._lost(worker)
-            chunk.causes.append(_first_line(exc))
-            chunk.tries += 1
-            if chunk.tries <= self.retries:
-                again.append(chunk)
-            else:
-                finished[chunk.seq] = _failed(chunk, f"its worker died {chunk.tries} times ({chunk.causes[-1]})")
+            self._retry(chunk, worker, _first_line(exc), again, finished)
             return
         except self.ray.exceptions.RayError as exc:  # our code failed on this chunk: record, go on
-            self.live[worker] -= 1
+            self._done_on(worker)
             finished[chunk.seq] = _failed(chunk, f"the cluster could not score it ({_first_line(exc)})")
             return
-        self.live[worker] -= 1
+        self._done_on(worker)
         self.nodes[node] += len(scored)
         finished[chunk.seq] = scored
+
+    def _done_on(self, worker: Any) -> None:
+        if worker in self.live:
+            self.live[worker] -= 1
+
+    def _retry(self, chunk: _Chunk, worker: Any, cause: str, again: Deque[_Chunk], finished: Dict) -> None:
+        self._lost(worker)
+        chunk.causes.append(cause)
+        chunk.tries += 1
+        if chunk.tries <= self.retries:
+            again.append(chunk)
+        else:
+            finished[chunk.seq] = _failed(chunk, f"its worker died {chunk.tries} times ({cause})")
+
+    def _check(self, again: Deque[_Chunk], finished: Dict[int, List[ScoredImage]]) -> None:
+        """Nothing came back for POLL_S: retry chunks on dead nodes; fail if stalled or no worker can start."""
+        idle = time.monotonic() - self._last_result
+        if not self.live and idle > self.start_timeout_s:
+            raise ClusterError(
+                f"no live scoring worker, and none could be started within {self.start_timeout_s:.0f} s",
+                hint="the cluster has no free CPU (or GPU) left; results so far are saved: rerun with --resume",
+            )
+        if idle > self.stall_timeout_s:
+            raise ClusterError(
+                f"the cluster returned nothing for {idle:.0f} s",
+                hint="check the nodes (ray status); results so far are saved: rerun with --resume",
+            )
+        alive = {n["NodeID"] for n in self.ray.nodes() if n.get("Alive")}
+        for ref, (chunk, worker) in list(self.inflight.items()):
+            if self.node_of.get(worker, "") not in alive:
+                del self.inflight[ref]
+                self._retry(chunk, worker, "its node is gone", again, finished)
 
     def _lost(self, worker: Any) -> None:
         if worker in self.live:
@@ -151,6 +185,7 @@ class OrderedPool:
             return  # it died starting; the pool goes on with the others
         if report.error is None:
             self.live[new] = 0
+            self.node_of[new] = report.node
 
     def close(self) -> None:
         for worker in list(self.live) + list(self.starting.values()):
@@ -161,10 +196,8 @@ class OrderedPool:
 
 
 def _kill(ray: Any, worker: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # already gone with its node
         ray.kill(worker, no_restart=True)
-    except Exception:  # already gone with its node
-        pass
 
 
 def _failed(chunk: _Chunk, why: str) -> List[ScoredImage]:

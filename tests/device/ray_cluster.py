@@ -11,6 +11,7 @@ would have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -90,14 +91,10 @@ class RayNode:
     def kill(self) -> None:
         """SIGKILL this node's processes, as a machine that dies would."""
         for pid in self.processes():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 class RayTestCluster:

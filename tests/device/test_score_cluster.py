@@ -212,8 +212,11 @@ def test_unreachable_address_is_a_clear_error_not_a_hang(tmp_path) -> None:
         silent.listen()
         t0 = time.monotonic()
         with pytest.raises(ClusterError, match="did not connect within 3 s"):
-            score_files([CNMC], tmp_path / "r2.csv", cluster=ClusterOptions(f"127.0.0.1:{silent.getsockname()[1]}",
-                                                                         connect_timeout_s=3))
+            score_files(
+                [CNMC],
+                tmp_path / "r2.csv",
+                cluster=ClusterOptions(f"127.0.0.1:{silent.getsockname()[1]}", connect_timeout_s=3),
+            )
         assert time.monotonic() - t0 < 30
 
 
