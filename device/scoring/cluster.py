@@ -127,6 +127,8 @@ class ClusterEngine:
         from leukedge.device.scoring.cluster_pool import OrderedPool, chunked, wait_ready
         from leukedge.device.scoring.cluster_worker import WorkerSpec, worker_actor
 
+        if not todo:  # a finished run resumed: nothing to start
+            return
         o = self.options
         spec = WorkerSpec(
             model=self.model_path,
