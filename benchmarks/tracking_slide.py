@@ -1,0 +1,142 @@
+"""Counting each cell once on a moving synthetic slide: unique cells against the truth,
+revisits without double counting, defocused-frame skipping, and the cost per frame.
+
+Usage:
+    python benchmarks/tracking_slide.py [--frames 1200] [--seed 0] [--width 1920 --height 1080]
+        [--json OUT]
+
+The slide (:class:`leukedge.synthetic_slide.MovingSlide`) is drawn once; each frame is
+segmented with the real segmenter, and its cells get a p_all from their true class (the
+classifier is not what is measured here; ``benchmarks/pipeline_synthetic.py --tracking``
+measures the pipeline with it).  Figures:
+
+* unique cells counted vs the truth: cells shown whole in at least ``min_looks`` frames that
+  are still, sharp and well exposed (target: within 2%);
+* cells paired with more than one cell_id (double counts) and cell_ids given to more than one
+  cell (merged tracks), found by matching each tracked box to the drawn boxes (IoU >= 0.5);
+* revisits without double counting: of the planned returns to a field, the share whose cells
+  all kept one cell_id (target: >= 98%);
+* defocused-frame skipping: of the still, well-exposed frames, the share where "skipped as
+  defocused" equals "drawn defocused" (target: >= 98%), with misses and false skips;
+* the time tracking costs per frame (working image, motion, focus, exposure, pairing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from typing import Any, Dict, List, Set
+
+import numpy as np
+
+from leukedge.bundle import REFERENCE_BUNDLE, Bundle
+from leukedge.segment import segment
+from leukedge.synthetic_slide import STILL, MovingSlide, SlideFrame, SlideSettings
+from leukedge.tracking import SlideTracker
+
+
+def run(frames: int, seed: int, width: int, height: int) -> Dict[str, Any]:
+    spec = Bundle.load(REFERENCE_BUNDLE, verify=False).manifest.preprocessing
+    slide = MovingSlide(seed, frames, SlideSettings(width=width, height=height))
+    tracker = SlideTracker(label_for=lambda p: "all" if p >= 0.5 else "hem")
+    rng = np.random.default_rng(seed)
+    ids_of_truth: Dict[int, Set[int]] = defaultdict(set)
+    truths_of_id: Dict[int, Set[int]] = defaultdict(set)
+    eligible: Dict[int, int] = defaultdict(int)
+    focus_rows: List[Dict[str, Any]] = []
+    cost: List[float] = []
+    for i in range(frames):
+        image, truth = slide.frame(i)
+        cells = segment(image, spec)
+        boxes = [c.bbox for c in cells]
+        labels = [_true_label(slide, truth, b) for b in boxes]
+        p_all = [float(np.clip((0.85 if lab == "all" else 0.15) + rng.normal(0, 0.05), 0, 1)) for lab in labels]
+        t0 = time.perf_counter()
+        ft = tracker.observe(i, image, boxes, p_all)
+        cost.append(time.perf_counter() - t0)
+        _pair_with_truth(truth, boxes, ft.cell_ids, ids_of_truth, truths_of_id)
+        if truth.motion == STILL and not truth.defocused and not truth.overexposed:
+            for ident, _, whole in truth.cells:
+                eligible[ident] += whole
+        focus_rows.append({"frame": i, "focus": ft.focus, "skip": ft.skip, "defocused": truth.defocused,
+                           "overexposed": truth.overexposed, "motion": truth.motion})
+    tracker.finish()
+    return _figures(slide, tracker, frames, eligible, ids_of_truth, truths_of_id, focus_rows, cost)
+
+
+def _true_label(slide: MovingSlide, truth: SlideFrame, box: Any) -> str:
+    best = max(truth.cells, key=lambda c: c[1].iou(box), default=None)
+    return slide.cells[best[0]].label if best is not None and best[1].iou(box) >= 0.5 else "hem"
+
+
+def _pair_with_truth(truth: SlideFrame, boxes: List[Any], ids: List[Any], ids_of_truth: Dict[int, Set[int]],
+                     truths_of_id: Dict[int, Set[int]]) -> None:
+    for box, cid in zip(boxes, ids):
+        if cid is None:
+            continue
+        best = max(truth.cells, key=lambda c: c[1].iou(box), default=None)
+        if best is not None and best[1].iou(box) >= 0.5:
+            ids_of_truth[best[0]].add(cid)
+            truths_of_id[cid].add(best[0])
+
+
+def _figures(slide: MovingSlide, tracker: SlideTracker, frames: int, eligible: Dict[int, int],
+             ids_of_truth: Dict[int, Set[int]], truths_of_id: Dict[int, Set[int]],
+             focus_rows: List[Dict[str, Any]], cost: List[float]) -> Dict[str, Any]:
+    min_looks = tracker.settings.tracks.min_looks
+    truth_count = sum(1 for n in eligible.values() if n >= min_looks)
+    counted = tracker.cells.confirmed
+    doubled = sorted(t for t, ids in ids_of_truth.items() if len(ids) > 1)
+    merged = sorted(c for c, ts in truths_of_id.items() if len(ts) > 1)
+    revisits = [slide.truth(i) for i in range(frames) if slide.truth(i).revisit]
+    clean = sum(all(len(ids_of_truth.get(ident, ())) <= 1 for ident, _, _ in r.cells) for r in revisits)
+    judged = [r for r in focus_rows if r["motion"] == STILL and not r["overexposed"]]
+    right = sum((r["skip"] == "defocused") == r["defocused"] for r in judged)
+    missed = sum(r["defocused"] and r["skip"] != "defocused" for r in judged)
+    wrong = sum(not r["defocused"] and r["skip"] == "defocused" for r in judged)
+    return {
+        "frames": frames,
+        "frame_size": [slide.settings.width, slide.settings.height],
+        "cells_on_slide": len(slide.cells),
+        "truth_unique_cells": truth_count,
+        "counted_unique_cells": counted,
+        "count_error_pct": round(100.0 * (counted - truth_count) / max(1, truth_count), 2),
+        "double_counted_cells": len(doubled),
+        "merged_tracks": len(merged),
+        "revisits": len(revisits),
+        "revisits_without_double_count_pct": round(100.0 * clean / max(1, len(revisits)), 2),
+        "defocus_frames_judged": len(judged),
+        "defocus_drawn": sum(r["defocused"] for r in judged),
+        "defocus_accuracy_pct": round(100.0 * right / max(1, len(judged)), 2),
+        "defocus_missed": missed,
+        "infocus_skipped_wrongly": wrong,
+        "tracking_ms_per_frame_mean": round(1000 * float(np.mean(cost)), 2),
+        "tracking_ms_per_frame_p99": round(1000 * float(np.percentile(cost, 99)), 2),
+        "tracker": tracker.stats(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=1200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--width", type=int, default=1920)
+    ap.add_argument("--height", type=int, default=1080)
+    ap.add_argument("--json", help="write the figures here too")
+    a = ap.parse_args()
+    out = run(a.frames, a.seed, a.width, a.height)
+    text = json.dumps(out, indent=1)
+    print(text)
+    if a.json:
+        with open(a.json, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

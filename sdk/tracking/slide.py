@@ -1,0 +1,153 @@
+"""``SlideTracker``: stage motion, focus and exposure checks and cell tracks, frame by frame.
+
+Feed it every screened frame in order with the boxes and p_all of its cells
+(:meth:`SlideTracker.observe`); it says which cells are which (``cell_id``), which frames were
+skipped and why, and hands out one final record per cell when the cell leaves the view
+(:meth:`SlideTracker.finish` at the end of the run).  Order of the checks: exposure (a badly
+exposed frame is not used to estimate motion either), stage motion, focus.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from leukedge.tracking.motion import MOVING, NEW_FIELD, MotionSettings, MotionStep, StageMotion
+from leukedge.tracking.quality import (
+    FocusJudge,
+    QualitySettings,
+    exposure_of,
+    exposure_problem,
+    focus_score,
+    working_grey,
+)
+from leukedge.tracking.tracks import CellTrack, CellTracker, TrackSettings, View
+from leukedge.types import BBox
+
+log = logging.getLogger("leukedge.tracking")
+SKIP_REASONS = ("moving", "defocused", "over-exposed", "under-exposed")
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    motion: MotionSettings = field(default_factory=MotionSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    tracks: TrackSettings = field(default_factory=TrackSettings)
+
+
+@dataclass(frozen=True)
+class FrameTrack:
+    """What tracking made of one frame."""
+
+    frame: int
+    state: str  # still, moving, new_field; "unknown" when exposure kept motion from being judged
+    skip: Optional[str]  # why its cells were not looked at (one of SKIP_REASONS), or None
+    focus: float
+    exposure_mean: float
+    clipped_high: float
+    step: Optional[MotionStep]
+    cell_ids: List[Optional[int]]
+    finals: List[CellTrack]
+
+    def meta(self) -> Dict[str, Any]:
+        """Plain-JSON facts for ``FrameResult.meta["track"]``."""
+        st = self.step
+        return {
+            "state": self.state,
+            "skip": self.skip,
+            "focus": round(self.focus, 1),
+            "exposure": round(self.exposure_mean, 1),
+            "clipped": round(self.clipped_high, 4),
+            "field": None if st is None else st.field,
+            "revisit": False if st is None else st.revisit,
+            "shift": None if st is None else [round(st.dx, 1), round(st.dy, 1)],
+            "slide_xy": None if st is None else [round(st.x, 1), round(st.y, 1)],
+        }
+
+
+class SlideTracker:
+    def __init__(self, settings: Optional[TrackingSettings] = None, *, label_for: Callable[[float], str]) -> None:
+        self.settings = settings or TrackingSettings()
+        self.motion = StageMotion(self.settings.motion)
+        self.focus = FocusJudge(self.settings.quality)
+        self.cells = CellTracker(self.settings.tracks, label_for=label_for)
+        self.frames = 0
+        self.skipped: Dict[str, int] = {r: 0 for r in SKIP_REASONS}
+        self.new_fields = 0
+        self.revisits = 0
+        self._last: Optional[MotionStep] = None
+        self._size: Optional[tuple] = None
+
+    def observe(
+        self, frame: int, image: np.ndarray, boxes: Sequence[BBox], p_all: Sequence[Optional[float]]
+    ) -> FrameTrack:
+        """One frame (H×W×3 uint8 RGB) in order, with its cells' boxes and p_all (None: not classified)."""
+        self.frames += 1
+        h, w = image.shape[:2]
+        grey, scale = working_grey(image)
+        exp = exposure_of(grey)
+        score = focus_score(grey)
+        skip = exposure_problem(exp, self.settings.quality)
+        step: Optional[MotionStep] = None
+        state = "unknown"
+        if skip is None:  # a blank or glaring frame says nothing about where the stage is
+            step = self._motion(grey, scale, (w, h))
+            state = step.state
+            if state == MOVING:
+                skip = "moving"
+            elif self.focus.judge(score) is not None:
+                skip = "defocused"
+        if skip is not None:
+            self.skipped[skip] += 1
+        where = step or self._last
+        view = View(
+            frame,
+            where.x if where else 0.0,
+            where.y if where else 0.0,
+            w,
+            h,
+            where.field if where else None,
+            score,
+            looking=skip is None and where is not None,
+        )
+        if where is None or (self._size is not None and self._size != (w, h) and step is None):
+            ids: List[Optional[int]] = [None] * len(boxes)  # nowhere to put the cells yet
+            finals: List[CellTrack] = []
+        else:
+            ids, finals = self.cells.observe(view, boxes, p_all)
+        return FrameTrack(frame, state, skip, score, exp.mean, exp.clipped_high, step, ids, finals)
+
+    def _motion(self, grey: np.ndarray, scale: float, size: tuple) -> MotionStep:
+        step = self.motion.update(grey, scale)
+        if step.state == NEW_FIELD:
+            self.new_fields += 1
+            if self.frames > 1:
+                log.info("frame %d: new field (%s)", self.frames - 1, step.note)
+            self.focus.reset()
+        self.revisits += step.revisit
+        self._last = step
+        self._size = size
+        return step
+
+    def finish(self) -> List[CellTrack]:
+        """The final records of the cells still in view at the end of the run."""
+        return self.cells.finish()
+
+    def stats(self) -> Dict[str, Any]:
+        """Slide statistics on unique cells (plain JSON)."""
+        counted = [t for t in self.cells.tracks if t.cell_id is not None]
+        fields = {t.field for t in counted if t.field is not None}
+        return {
+            "frames": self.frames,
+            "skipped": dict(self.skipped),
+            "fields": len(self.motion.fields),
+            "new_fields": self.new_fields,
+            "revisits": self.revisits,
+            "unique_cells": len(counted),
+            "looks_per_cell": round(float(np.mean([t.good_frames for t in counted])), 2) if counted else None,
+            "cells_per_field": round(len(counted) / len(fields), 2) if fields else None,
+            "dropped_tracks": self.cells.dropped,
+        }

@@ -1,0 +1,234 @@
+"""Cell tracks in slide coordinates: each physical cell gets one ``cell_id``.
+
+Per frame, the cells found are placed on the slide with the frame's position (stage motion),
+paired with the tracks near the view by an optimal assignment on centre distance, and the
+tracks that have left the view are finished: a confirmed track (seen whole in ``min_looks``
+good frames) gives one final record, exactly once; an unconfirmed one (a cell glimpsed once,
+or a blob in a noise frame) is dropped.  A finished track stays on the slide map, so a cell
+met again after a revisit keeps its ``cell_id`` and is not counted twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from leukedge.errors import InvalidInputError
+from leukedge.tracking.assign import min_cost_pairs
+from leukedge.tracking.looks import Look, LookPolicy, combine_p_all
+from leukedge.types import BBox
+
+FORBIDDEN = 1e6
+EDGE_PX = 2  # a box this close to the frame's edge shows a cut cell
+SIMILAR_AREA = 1.3  # a paired box this much larger or smaller than its track's moves nothing
+OVERLAP_NEW = 0.2  # an unpaired box covering this share of a known cell starts no track
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    min_looks: int = 2  # good frames that must show a cell before it counts
+    gate: float = 0.5  # largest centre distance, in cell sizes, of a cell and its track
+    max_size_ratio: float = 1.6  # largest ratio of box areas of a cell and its track
+    looks: LookPolicy = field(default_factory=LookPolicy)
+
+    def __post_init__(self) -> None:
+        if self.min_looks < 1:
+            raise InvalidInputError(f"min_looks={self.min_looks!r} must be >= 1")
+        if not 0 < self.gate <= 2:
+            raise InvalidInputError(f"gate={self.gate!r} must be in (0, 2]")
+        if self.max_size_ratio < 1:
+            raise InvalidInputError(f"max_size_ratio={self.max_size_ratio!r} must be >= 1")
+
+
+@dataclass
+class CellTrack:
+    """One physical cell: its box on the slide (frame px), when it was seen, its looks."""
+
+    track: int  # internal number
+    x: float
+    y: float
+    w: float
+    h: float
+    first_frame: int
+    last_frame: int
+    field: Optional[int]
+    cell_id: Optional[int] = None  # given when the track is confirmed
+    good_frames: int = 0  # frames that showed it whole, still, sharp and well exposed
+    seen: int = 0  # frames it was paired in
+    looks: List[Look] = field(default_factory=list)  # the counted looks (at most max_looks)
+    revisits: int = 0  # returns to it after it was finished
+    finished: bool = False
+    last_bbox: Optional[BBox] = None  # in the frame it was last paired in
+    p_all: Optional[float] = None
+    label: Optional[str] = None
+
+    @property
+    def centre(self) -> Tuple[float, float]:
+        return self.x + self.w / 2, self.y + self.h / 2
+
+    def to_dict(self) -> dict:
+        return {
+            "cell_id": self.cell_id,
+            "p_all": None if self.p_all is None else round(self.p_all, 6),
+            "label": self.label,
+            "looks": len(self.looks),
+            "good_frames": self.good_frames,
+            "seen": self.seen,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "field": self.field,
+            "slide_xy": [round(self.x, 1), round(self.y, 1)],
+            "bbox": None if self.last_bbox is None else self.last_bbox.as_list(),
+            "revisits": self.revisits,
+        }
+
+
+@dataclass(frozen=True)
+class View:
+    """Where the frame lies on the slide, and whether its cells may be looked at."""
+
+    frame: int
+    x: float
+    y: float
+    width: int
+    height: int
+    field: Optional[int]
+    focus: float
+    looking: bool  # still, sharp, well exposed
+
+
+class CellTracker:
+    def __init__(self, settings: Optional[TrackSettings] = None, *, label_for: Callable[[float], str]) -> None:
+        self.settings = settings or TrackSettings()
+        self.label_for = label_for
+        self.tracks: List[CellTrack] = []
+        self._active: List[CellTrack] = []  # not finished
+        self.confirmed = 0
+        self.dropped = 0  # unconfirmed tracks that left the view
+        self.revisit_pairs = 0  # cells paired with a finished track
+
+    def observe(
+        self, view: View, boxes: Sequence[BBox], p_all: Sequence[Optional[float]]
+    ) -> Tuple[List[Optional[int]], List[CellTrack]]:
+        """The cell_id of each box (None: not a counted cell, or not paired) and the tracks
+        finished at this frame."""
+        ids: List[Optional[int]] = [None] * len(boxes)
+        if view.looking and boxes:
+            ids = self._pair(view, boxes, p_all)
+        return ids, self._leave(view)
+
+    def finish(self) -> List[CellTrack]:
+        """End of the run: finish every track still open."""
+        out = []
+        for t in self._active:
+            if self._close(t):
+                out.append(t)
+        self._active = []
+        return out
+
+    # -- pairing ------------------------------------------------------------------------
+    def _pair(self, view: View, boxes: Sequence[BBox], p_all: Sequence[Optional[float]]) -> List[Optional[int]]:
+        near = [t for t in self.tracks if _overlaps(t, view)]
+        pairs = min_cost_pairs(self._costs(view, boxes, near), max_cost=self.settings.gate) if near else []
+        ids: List[Optional[int]] = [None] * len(boxes)
+        paired = set()
+        for i, k in pairs:
+            paired.add(i)
+            ids[i] = self._update(near[k], view, boxes[i], p_all[i])
+        for i, b in enumerate(boxes):
+            if i not in paired and not _cut(b, view) and not self._crowded(view, b, near):
+                ids[i] = self._start(view, b, p_all[i])
+        return ids
+
+    def _crowded(self, view: View, b: BBox, near: List[CellTrack]) -> bool:
+        """True when an unpaired box overlaps a known cell: a blob split or merged differently
+        from before (touching cells) would otherwise start a second track for one cell."""
+        x, y = view.x + b.x, view.y + b.y
+        for t in near:
+            ix = min(x + b.w, t.x + t.w) - max(x, t.x)
+            iy = min(y + b.h, t.y + t.h) - max(y, t.y)
+            if ix > 0 and iy > 0 and ix * iy > OVERLAP_NEW * min(b.w * b.h, t.w * t.h):
+                return True
+        return False
+
+    def _costs(self, view: View, boxes: Sequence[BBox], near: List[CellTrack]) -> np.ndarray:
+        det = np.array([[view.x + b.x, view.y + b.y, b.w, b.h] for b in boxes], dtype=np.float64)
+        trk = np.array([[t.x, t.y, t.w, t.h] for t in near], dtype=np.float64)
+        dc = (det[:, None, :2] + det[:, None, 2:] / 2) - (trk[None, :, :2] + trk[None, :, 2:] / 2)
+        size = (det[:, None, 2:].max(axis=2) + trk[None, :, 2:].max(axis=2)) / 2
+        cost = np.hypot(dc[..., 0], dc[..., 1]) / np.maximum(size, 1.0)
+        area_d = det[:, None, 2] * det[:, None, 3]
+        area_t = trk[None, :, 2] * trk[None, :, 3]
+        ratio = np.maximum(area_d, area_t) / np.maximum(np.minimum(area_d, area_t), 1.0)
+        cost[ratio > self.settings.max_size_ratio] = FORBIDDEN
+        return cost
+
+    def _update(self, t: CellTrack, view: View, b: BBox, p: Optional[float]) -> Optional[int]:
+        if t.finished:
+            t.revisits += view.frame - t.last_frame > 1  # a return, not the next frame of one
+            self.revisit_pairs += 1
+        t.seen += 1
+        t.last_frame = view.frame
+        t.last_bbox = b
+        if t.finished:
+            return t.cell_id  # its final record is out: later looks change nothing
+        if _cut(b, view) or not _similar(b, t):
+            return t.cell_id  # a cut cell or an odd blob keeps its id but moves no box and gives no look
+        t.x, t.y, t.w, t.h = view.x + b.x, view.y + b.y, float(b.w), float(b.h)
+        if p is not None:
+            self._look(t, view, p)
+        return t.cell_id
+
+    def _start(self, view: View, b: BBox, p: Optional[float]) -> Optional[int]:
+        t = CellTrack(len(self.tracks), view.x + b.x, view.y + b.y, float(b.w), float(b.h), view.frame, view.frame, view.field)
+        t.seen, t.last_bbox = 1, b
+        self.tracks.append(t)
+        self._active.append(t)
+        if p is not None:
+            self._look(t, view, p)
+        return t.cell_id
+
+    def _look(self, t: CellTrack, view: View, p: float) -> None:
+        t.good_frames += 1
+        self.settings.looks.admit(t.looks, Look(view.frame, float(p), float(view.focus)))
+        t.p_all = combine_p_all(t.looks)
+        t.label = self.label_for(t.p_all)
+        if t.cell_id is None and t.good_frames >= self.settings.min_looks:
+            t.cell_id = self.confirmed
+            self.confirmed += 1
+
+    # -- leaving ------------------------------------------------------------------------
+    def _leave(self, view: View) -> List[CellTrack]:
+        out, still = [], []
+        for t in self._active:
+            cx, cy = t.centre
+            inside = view.x <= cx < view.x + view.width and view.y <= cy < view.y + view.height
+            if inside:
+                still.append(t)
+            elif self._close(t):
+                out.append(t)
+        self._active = still
+        return out
+
+    def _close(self, t: CellTrack) -> bool:
+        t.finished = True
+        if t.cell_id is None:
+            self.dropped += 1
+            self.tracks.remove(t)  # never counted: forget it, so nothing can pair with it later
+            return False
+        return True
+
+
+def _overlaps(t: CellTrack, view: View) -> bool:
+    return t.x < view.x + view.width and t.y < view.y + view.height and t.x + t.w > view.x and t.y + t.h > view.y
+
+
+def _similar(b: BBox, t: CellTrack) -> bool:
+    a, at = float(b.w * b.h), t.w * t.h
+    return max(a, at) <= SIMILAR_AREA * max(1.0, min(a, at))
+
+
+def _cut(b: BBox, view: View) -> bool:
+    return b.x <= EDGE_PX or b.y <= EDGE_PX or b.x + b.w >= view.width - EDGE_PX or b.y + b.h >= view.height - EDGE_PX
