@@ -92,6 +92,8 @@ def _figures(slide: MovingSlide, tracker: SlideTracker, frames: int, eligible: D
     truth_count = sum(1 for n in eligible.values() if n >= min_looks)
     counted = tracker.cells.confirmed
     doubled = sorted(t for t, ids in ids_of_truth.items() if len(ids) > 1)
+    not_a_cell = sum(1 for c in range(counted) if c not in truths_of_id)
+    ineligible = sorted(t for t in ids_of_truth if eligible.get(t, 0) < min_looks)
     merged = sorted(c for c, ts in truths_of_id.items() if len(ts) > 1)
     revisits = [slide.truth(i) for i in range(frames) if slide.truth(i).revisit]
     clean = sum(all(len(ids_of_truth.get(ident, ())) <= 1 for ident, _, _ in r.cells) for r in revisits)
@@ -108,6 +110,8 @@ def _figures(slide: MovingSlide, tracker: SlideTracker, frames: int, eligible: D
         "count_error_pct": round(100.0 * (counted - truth_count) / max(1, truth_count), 2),
         "double_counted_cells": len(doubled),
         "merged_tracks": len(merged),
+        "counted_ids_matching_no_drawn_cell": not_a_cell,
+        "counted_cells_not_in_truth": len(ineligible),
         "revisits": len(revisits),
         "revisits_without_double_count_pct": round(100.0 * clean / max(1, len(revisits)), 2),
         "defocus_frames_judged": len(judged),

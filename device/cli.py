@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import click
 
 from leukedge.device.runtime_options import runtime_options
+from leukedge.device.tracking_options import tracking_options
 from leukedge.errors import InvalidInputError, OutputError
 from leukedge.sinks.options import sink_options
 
@@ -41,6 +42,7 @@ from leukedge.sinks.options import sink_options
     is_flag=True,
     help="Screen every frame of a live source (lag grows if it is too fast) instead of only the newest.",
 )
+@tracking_options
 @click.option("--quiet", "-q", is_flag=True, help="No live status line, only the summary.")
 def screen(
     source_arg: Optional[str],
@@ -55,19 +57,30 @@ def screen(
     max_batch: Optional[int],
     all_frames: bool,
     quiet: bool,
+    tracking: str,
+    still_shift: float,
+    min_response: float,
+    focus_ratio: float,
+    min_focus: float,
+    max_clipped: float,
+    min_looks: int,
+    max_looks: int,
     **sink_kw: Any,
 ) -> None:
     """Screen every white cell a source shows, live (SOURCE or --source).
 
     Prints a status line (fps, cells/s, latency p50/p99, dropped frames, ALL
     count) and writes one JSON line per cell to --out, with a frame-level line
-    for each frame without cells.  Ctrl-C or SIGTERM stops capturing, finishes
+    for each frame without cells.  With tracking (the default for cameras,
+    videos and synthetic:// slides) each physical cell is counted once: it
+    gets a cell_id, and one "final" line when it leaves the view.  Ctrl-C or SIGTERM stops capturing, finishes
     the frames in flight and flushes the outputs.
     """
     from leukedge.device.runtimes import resolve_model
     from leukedge.device.screener import Screener
     from leukedge.device.session import run_session
     from leukedge.device.status import StatusPrinter
+    from leukedge.device.tracking_options import tracking_settings
     from leukedge.sinks.options import build_sinks
 
     if source and source_arg and source != source_arg:
@@ -91,6 +104,16 @@ def screen(
         duration=duration,
         workers=workers,
         max_batch=max_batch,
+        tracking=tracking_settings(
+            tracking=tracking,
+            still_shift=still_shift,
+            min_response=min_response,
+            focus_ratio=focus_ratio,
+            min_focus=min_focus,
+            max_clipped=max_clipped,
+            min_looks=min_looks,
+            max_looks=max_looks,
+        ),
     )
     screener.open()  # load the model and open the source now, so what is printed is what runs
     for key, value in {**screener.describe(), **describe_outputs(sinks)}.items():

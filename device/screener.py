@@ -14,6 +14,10 @@
         …
         s.end()                                              # no more frames; s.run() then waits for the rest
 
+    with Screener("bundle/", source="v4l2:///dev/video0") as s:   # a camera on a microscope
+        s.on_track(lambda cell: print(cell.cell_id, cell.label, cell.p_all, cell.looks))
+        s.run()                                              # each physical cell once (leukedge.tracking)
+
 Entering the ``with`` block loads the model and opens the source and sinks,
 so a wrong model or camera fails there, with a clear error; frames start
 flowing when you iterate, call ``run()``/``start()``, or ``submit()``.  All
@@ -38,6 +42,7 @@ from leukedge.device.stats import StatsSnapshot
 from leukedge.errors import InvalidInputError
 from leukedge.sinks.base import CallbackSink, Sink, SinkSet
 from leukedge.sinks.files import JsonlSink
+from leukedge.tracking import CellTrack, SlideTracker, TrackingSettings
 from leukedge.types import Cell, FrameResult
 
 log = logging.getLogger("leukedge.screener")
@@ -46,6 +51,7 @@ log = logging.getLogger("leukedge.screener")
 EARLY_RESULTS = 16
 CellCallback = Callable[[Cell, FrameResult], None]
 FrameCallback = Callable[[FrameResult], None]
+TrackCallback = Callable[[CellTrack], None]
 
 
 class Screener:
@@ -59,6 +65,9 @@ class Screener:
     results file; ``sinks``: more :class:`~leukedge.sinks.Sink` objects.
     ``latest_frame``: drop stale frames (default: for live sources only).
     ``block``: with a push source, make ``submit`` wait instead of dropping.
+    ``tracking``: count each physical cell once (stage motion, focus and exposure checks,
+    cell tracks; see docs/tracking.md): ``"auto"`` (on, except for a folder of images, whose
+    images are separate fields), True, False, or a :class:`~leukedge.tracking.TrackingSettings`.
     """
 
     def __init__(
@@ -78,6 +87,7 @@ class Screener:
         workers: Optional[int] = None,
         max_batch: Optional[int] = None,
         runtime_options: Optional[Dict[str, Any]] = None,
+        tracking: Union[bool, str, TrackingSettings] = "auto",
     ) -> None:
         self.model = model if isinstance(model, ModelRef) else resolve_model(model)
         self.runtime = open_runtime(self.model, backend=backend, precision=precision, **(runtime_options or {}))
@@ -86,8 +96,11 @@ class Screener:
         self.source = make_source(source)
         self._cell_callbacks: List[CellCallback] = []
         self._frame_callbacks: List[FrameCallback] = []
+        self._track_callbacks: List[TrackCallback] = []
+        self._finals: List[CellTrack] = []
         self._lock = threading.RLock()
-        all_sinks: List[Sink] = [CallbackSink(on_frame=self._dispatch)]
+        self.tracker = self._make_tracker(tracking)
+        all_sinks: List[Sink] = [CallbackSink(on_frame=self._dispatch, on_track=self._dispatch_track)]
         if out is not None:
             all_sinks.append(JsonlSink(out, self.model_id))
         all_sinks.extend(sinks)
@@ -103,12 +116,25 @@ class Screener:
             max_frames=max_frames,
             duration=duration,
             early_results=EARLY_RESULTS,
+            tracker=self.tracker,
         )
         self._iterating = False
         self._closed = False
         self._close_requested = False  # close() called from a callback: done once the run ends
         self._dispatching = threading.local()
         self.callback_errors = 0
+
+    def _make_tracker(self, tracking: Union[bool, str, TrackingSettings]) -> Optional[SlideTracker]:
+        if isinstance(tracking, TrackingSettings):
+            return SlideTracker(tracking, label_for=self.manifest.label_for)
+        if tracking not in (True, False, "auto"):
+            raise InvalidInputError(
+                f"tracking={tracking!r} is not one of 'auto', True, False or a TrackingSettings",
+                hint="Screener(..., tracking='auto') counts each cell once",
+            )
+        if tracking is False or (tracking == "auto" and self.source.kind == "images"):
+            return None
+        return SlideTracker(label_for=self.manifest.label_for)
 
     # -- identity ----------------------------------------------------------------------
     @property
@@ -217,6 +243,30 @@ class Screener:
         with self._lock:
             self._cell_callbacks = [*self._cell_callbacks, callback]
         return callback
+
+    def on_track(self, callback: TrackCallback) -> TrackCallback:
+        """With tracking: call ``callback(cell_track)`` once per physical cell, with its final
+        record (``leukedge.tracking.CellTrack``: cell_id, combined p_all, label, looks), when it
+        leaves the view or the run ends (from the results thread)."""
+        with self._lock:
+            self._track_callbacks = [*self._track_callbacks, callback]
+        return callback
+
+    @property
+    def tracks(self) -> List[CellTrack]:
+        """The final records so far (all of them once the run ended); empty without tracking."""
+        with self._lock:
+            return list(self._finals)
+
+    def tracking_stats(self) -> Dict[str, Any]:
+        """Fields visited, unique cells, looks per cell, frames skipped and why; {} without tracking."""
+        return self.tracker.stats() if self.tracker is not None else {}
+
+    def _dispatch_track(self, track: CellTrack) -> None:
+        with self._lock:
+            self._finals.append(track)
+        for cb in self._track_callbacks:
+            self._call(cb, track)
 
     def on_frame(self, callback: FrameCallback) -> FrameCallback:
         """Call ``callback(frame_result)`` for every screened frame, with or without cells."""

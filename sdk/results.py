@@ -6,11 +6,44 @@ frame is accounted for.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from leukedge.types import FrameResult
 
-CELL_FIELDS = ("frame", "t_capture", "t_result", "source", "cell", "bbox", "area", "p_all", "label", "model")
+CELL_FIELDS = (
+    "frame",
+    "t_capture",
+    "t_result",
+    "source",
+    "cell",
+    "bbox",
+    "area",
+    "p_all",
+    "label",
+    "model",
+    "cell_id",
+    "skip",
+)
+# A final record (one per physical cell, written when it leaves the view or the run ends) has
+# ``"record": "final"`` and these fields; see docs/tracking.md.
+FINAL_FIELDS = (
+    "record",
+    "frame",
+    "source",
+    "cell_id",
+    "p_all",
+    "label",
+    "looks",
+    "good_frames",
+    "seen",
+    "first_frame",
+    "last_frame",
+    "field",
+    "slide_xy",
+    "bbox",
+    "revisits",
+    "model",
+)
 
 
 def cell_records(result: FrameResult, model: str) -> List[Dict[str, Any]]:
@@ -21,8 +54,22 @@ def cell_records(result: FrameResult, model: str) -> List[Dict[str, Any]]:
         "t_result": round(result.t_result, 6),
         "source": result.source,
     }
+    track = result.meta.get("track")
+    skip = track.get("skip") if isinstance(track, dict) else None
     if not result.cells:
-        return [{**base, "cell": None, "bbox": None, "area": None, "p_all": None, "label": None, "model": model}]
+        return [
+            {
+                **base,
+                "cell": None,
+                "bbox": None,
+                "area": None,
+                "p_all": None,
+                "label": None,
+                "model": model,
+                "cell_id": None,
+                "skip": skip,
+            }
+        ]
     return [
         {
             **base,
@@ -32,6 +79,17 @@ def cell_records(result: FrameResult, model: str) -> List[Dict[str, Any]]:
             "p_all": None if c.p_all is None else round(c.p_all, 6),
             "label": c.label,
             "model": model,
+            "cell_id": c.cell_id,
+            "skip": skip,
         }
         for c in result.cells
     ]
+
+
+def final_records(finals: Sequence[Any], source: str, model: str) -> List[Dict[str, Any]]:
+    """One record per finished cell track (``leukedge.tracking.CellTrack``)."""
+    out = []
+    for t in finals:
+        d = t.to_dict()
+        out.append({"record": "final", "frame": t.last_frame, "source": source, **d, "model": model})
+    return out

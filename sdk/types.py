@@ -42,6 +42,7 @@ class Cell:
     crop: np.ndarray | None = field(default=None, repr=False, compare=False)
     p_all: float | None = None
     label: str | None = None
+    cell_id: int | None = None  # the physical cell, when tracking counts it (see leukedge.tracking)
 
     def classified(self, p_all: float, label: str) -> Cell:
         return replace(self, p_all=float(p_all), label=label)
@@ -54,6 +55,7 @@ class Cell:
             "area": self.area,
             "p_all": None if self.p_all is None else round(self.p_all, 6),
             "label": self.label,
+            "cell_id": self.cell_id,
         }
 
 
@@ -63,7 +65,9 @@ class FrameResult:
 
     Timestamps are seconds since the epoch (``time.time()``); ``latency_s`` is
     their difference.  ``meta`` holds source-specific facts (file name,
-    channel order, drop counters) as plain JSON values.
+    channel order, drop counters) as plain JSON values; with tracking, ``meta["track"]``
+    says how the frame was judged (state, skip reason, focus, field) and ``finals`` holds the
+    final records (``leukedge.tracking.CellTrack``) of the cells that left the view at it.
     """
 
     index: int
@@ -74,6 +78,7 @@ class FrameResult:
     width: int = 0
     height: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    finals: tuple[Any, ...] = ()
 
     @property
     def latency_s(self) -> float:

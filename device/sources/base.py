@@ -288,3 +288,12 @@ class UriParams:
 
     def text(self, key: str, default: Optional[str]) -> Optional[str]:
         return self.values.get(key, default)
+
+    def choice(self, key: str, choices: Tuple[str, ...], default: str) -> str:
+        value = self.values.get(key) or default
+        if value not in choices:
+            raise InvalidInputError(
+                f"source {self.uri}: parameter {key}={value!r}, expected one of {', '.join(choices)}",
+                hint=f"for example {key}={default}",
+            )
+        return value

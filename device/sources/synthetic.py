@@ -1,4 +1,11 @@
-"""``synthetic://?seed=&fps=&cells=&width=&height=&frames=&pool=&p_all=``: drawn smear frames.
+"""``synthetic://?seed=&fps=&cells=&width=&height=&frames=&pool=&p_all=&mode=``: drawn smear frames.
+
+``mode=pool`` (default) cycles a few drawn frames (below).  ``mode=slide`` pans the camera
+over one larger drawn slide (:class:`leukedge.synthetic_slide.MovingSlide`): still periods,
+moves, revisits, a bumped stage, defocused and over-exposed frames; ``cells`` is then the
+number per frame area (the slide holds about 8× as many), ``frames`` the path's length
+(default 1000; the path repeats after it), and each frame's ``meta["truth"]`` says where the
+camera was, how the frame was spoiled and which cells (by true id) it shows whole.
 
 Drawing a 1080p frame takes ~120 ms on a small CPU, more than screening it
 may, so the source draws a small pool of frames at ``open()`` and cycles
@@ -11,14 +18,18 @@ that many frames (default: endless).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import List, Optional, Tuple
 
 import numpy as np
 
 from leukedge.device.sources.base import FrameSource, RawFrame, UriParams
 from leukedge.synthetic import SyntheticCell, make_smear_frame
+from leukedge.synthetic_slide import MovingSlide, SlideSettings
 
-PARAMS = ("seed", "fps", "cells", "width", "height", "frames", "pool", "p_all")
+PARAMS = ("seed", "fps", "cells", "width", "height", "frames", "pool", "p_all", "mode")
+MODES = ("pool", "slide")
+SLIDE_PATH = 1000  # frames of a slide path when ``frames`` is not given
 
 
 class SyntheticSource(FrameSource):
@@ -35,11 +46,18 @@ class SyntheticSource(FrameSource):
         self.limit: Optional[int] = q.integer("frames", None, lo=1)
         self.pool_size = q.integer("pool", 4, lo=1, hi=64)
         self.p_all = q.number("p_all", 0.5, hi=1.0)
+        self.mode = q.choice("mode", MODES, "pool")
+        self.slide: Optional[MovingSlide] = None
         self.live = self.fps > 0
         self.pool: List[Tuple[np.ndarray, List[SyntheticCell]]] = []
         self._t0 = 0.0
 
     def _open(self) -> None:
+        if self.mode == "slide":
+            settings = SlideSettings(width=self.width, height=self.height, cells=self.cells * 8, p_all=self.p_all)
+            self.slide = MovingSlide(self.seed, self.limit or SLIDE_PATH, settings)
+            self._t0 = time.time()
+            return
         n = self.pool_size if self.limit is None else min(self.pool_size, self.limit)
         self.pool = [
             make_smear_frame(self.seed + i, width=self.width, height=self.height, cells=self.cells, p_all=self.p_all)
@@ -55,6 +73,8 @@ class SyntheticSource(FrameSource):
             due = self._t0 + i / self.fps
             if self.wait(due - time.time()):
                 return None
+        if self.slide is not None:
+            return self._slide_frame(i)
         image, drawn = self.pool[i % len(self.pool)]
         meta = {
             "pool_index": i % len(self.pool),
@@ -64,6 +84,25 @@ class SyntheticSource(FrameSource):
         }
         return image.copy(), meta  # a copy: a consumer may write into its frame
 
+    def _slide_frame(self, i: int) -> RawFrame:
+        assert self.slide is not None
+        image, t = self.slide.frame(i % self.slide.frames)
+        truth = {
+            "slide_xy": [t.x, t.y],
+            "motion": t.motion,
+            "defocused": t.defocused,
+            "overexposed": t.overexposed,
+            "revisit": t.revisit,
+            "whole_cells": [ident for ident, _, whole in t.cells if whole],
+        }
+        return image, {"truth": truth}
+
     def truth(self, index: int) -> List[SyntheticCell]:
-        """The white cells drawn into frame ``index`` (labels and boxes)."""
+        """The white cells drawn into frame ``index`` (labels and boxes, in frame pixels)."""
+        if self.slide is not None:
+            t = self.slide.truth(index % self.slide.frames)
+            return [
+                replace(self.slide.cells[ident], bbox=box, cx=box.x + box.w / 2, cy=box.y + box.h / 2)
+                for ident, box, _ in t.cells
+            ]
         return list(self.pool[index % len(self.pool)][1])

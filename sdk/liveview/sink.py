@@ -132,6 +132,9 @@ class LiveViewSink(Sink):
     def write(self, result: FrameResult) -> None:
         self.write_frame(result, None)
 
+    def write_tracks(self, finals: Any, source: str) -> None:
+        self.summary.add_finals(finals)  # counts of unique cells; the page shows them at the next tick
+
     def write_frame(self, result: FrameResult, frame: Optional[np.ndarray]) -> None:
         self.summary.update(result)
         now = time.monotonic()

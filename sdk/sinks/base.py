@@ -39,6 +39,11 @@ class Sink(ABC):
         """
         self.write(result)
 
+    def write_tracks(self, finals: Sequence[Any], source: str) -> None:
+        """The final records of cells whose tracks ended (``leukedge.tracking.CellTrack``), after
+        the frame that ended them, and at the end of the run; ``source`` is the frame source.
+        Default: ignored (a sink that counts cells overrides it)."""
+
     def flush(self) -> None:
         """Push buffered output to its destination."""
 
@@ -67,9 +72,16 @@ class CallbackSink(Sink):
         self,
         on_frame: Callable[[FrameResult], None] | None = None,
         on_cell: Callable[[Cell, FrameResult], None] | None = None,
+        on_track: Callable[[Any], None] | None = None,
     ) -> None:
         self.on_frame = on_frame
         self.on_cell = on_cell
+        self.on_track = on_track
+
+    def write_tracks(self, finals: Sequence[Any], source: str) -> None:
+        if self.on_track:
+            for t in finals:
+                self.on_track(t)
 
     def write(self, result: FrameResult) -> None:
         if self.on_frame:
@@ -117,6 +129,17 @@ class SinkSet(Sink):
                 else:
                     s.write(result)
             except Exception as exc:  # a sink bug or I/O error must not stop screening
+                self.errors[s.name] = self.errors.get(s.name, 0) + 1
+                if self.errors[s.name] == 1:
+                    log.error("sink %s failed (further failures counted, not logged): %s", s.name, exc)
+
+    def write_tracks(self, finals: Sequence[Any], source: str) -> None:
+        if not finals:
+            return
+        for s in self.sinks:
+            try:
+                s.write_tracks(finals, source)
+            except Exception as exc:  # as for write: one sink's failure is counted, not fatal
                 self.errors[s.name] = self.errors.get(s.name, 0) + 1
                 if self.errors[s.name] == 1:
                     log.error("sink %s failed (further failures counted, not logged): %s", s.name, exc)

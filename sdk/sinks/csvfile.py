@@ -33,13 +33,16 @@ CSV_COLUMNS = (
     "p_all",
     "label",
     "model",
+    "cell_id",
+    "skip",
 )
 CROP_COLUMN = "crop"
 # 'leukedge score' writes one row per cell too, with its own columns (leukedge.device.scoring.rows):
 # no frame or times, the box as bbox_x..bbox_h, and n_cells.  The reader takes both.
 SCORE_COLUMNS = ("source", "cell", "n_cells", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area", "p_all", "label", "model")
 _SCORE_BOX = {"bbox_x": "x", "bbox_y": "y", "bbox_w": "w", "bbox_h": "h"}
-_INTS = ("frame", "cell", "n_cells", "x", "y", "w", "h", "area")
+_INTS = ("frame", "cell", "n_cells", "x", "y", "w", "h", "area", "cell_id")
+TRACKING_COLUMNS = ("cell_id", "skip")  # absent from files written before tracking; still read
 _FLOATS = ("t_capture", "t_result", "p_all")
 
 
@@ -144,7 +147,7 @@ def iter_csv_numbered(
             return
         if all(c in header for c in SCORE_COLUMNS) and "frame" not in header:
             header = [_SCORE_BOX.get(c, c) for c in header]  # a 'leukedge score' file
-        missing = [c for c in CSV_COLUMNS if c not in header and c not in ("frame", "t_capture", "t_result")]
+        missing = [c for c in CSV_COLUMNS if c not in header and c not in ("frame", "t_capture", "t_result", *TRACKING_COLUMNS)]
         if "frame" not in header and "n_cells" not in header:
             missing.insert(0, "frame")
         if missing:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from leukedge.jsonl import JsonlWriter
 from leukedge.outlock import OutputLock
-from leukedge.results import cell_records
+from leukedge.results import cell_records, final_records
 from leukedge.sinks.base import Sink
 from leukedge.sinks.crops import CropStore
 from leukedge.sinks.csvfile import CROP_COLUMN, CSV_COLUMNS, CsvWriter
@@ -39,6 +39,7 @@ class _FileSink(Sink):
         self._lock = OutputLock(self.path)
         self.error: Optional[OSError] = None  # the first failed write (full disk, ...): later frames are lost
         self.lost_frames = 0
+        self.finals = 0  # final records of tracked cells (JSON Lines only)
 
     def records(self, result: FrameResult) -> List[Dict[str, Any]]:
         recs = cell_records(result, self.model)
@@ -84,6 +85,8 @@ class _FileSink(Sink):
         if self.error is not None:
             out["error"] = self.error.strerror or str(self.error)
             out["lost_frames"] = self.lost_frames
+        if self.finals:
+            out["unique_cells"] = self.finals
         if self.crops is not None:
             out["crops"] = self.crops.stats()
         return out
@@ -110,6 +113,14 @@ class JsonlSink(_FileSink):
             raise RuntimeError("JsonlSink.write before open()")
         records = self.records(result)
         self._write_safely(lambda: (w.write_many(records), w.flush()))  # per frame: a crash loses at most one
+
+    def write_tracks(self, finals: Sequence[Any], source: str) -> None:
+        w = self._w
+        if w is None:
+            raise RuntimeError("JsonlSink.write_tracks before open()")
+        records = final_records(finals, source, self.model)
+        self._write_safely(lambda: (w.write_many(records), w.flush()))
+        self.finals += len(finals)
 
     def close(self) -> None:
         try:

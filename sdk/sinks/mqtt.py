@@ -225,6 +225,9 @@ class MqttSink(Sink):
             if self._idle:  # wake the sender only when it sleeps; while it lingers, frames just gather
                 self._cond.notify()
 
+    def write_tracks(self, finals: Any, source: str) -> None:
+        self.summary.add_finals(finals)  # the summary messages count unique cells
+
     def stats(self) -> Dict[str, Any]:
         with self._cond:
             return {

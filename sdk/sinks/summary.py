@@ -23,7 +23,12 @@ LATENCY_WINDOW = 300  # frames
 
 
 class RunningSummary:
-    """Thread-safe: ``update`` from the results thread, ``to_dict`` from anywhere."""
+    """Thread-safe: ``update`` from the results thread, ``to_dict`` from anywhere.
+
+    With tracking (frames carry ``meta["track"]``) the counts are of unique cells: a cell is
+    counted once, from the frame its track is confirmed (with its p_all so far), and its final
+    record replaces that provisional figure; frames skipped are counted by reason.
+    """
 
     def __init__(
         self,
@@ -40,12 +45,20 @@ class RunningSummary:
         self._times: Deque[float] = deque()
         self._latency: Deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._lock = threading.Lock()
+        self.tracked = False
+        self._unique: Dict[int, Tuple[Optional[str], Optional[float], bool]] = {}  # cell_id: label, p, final
+        self._skipped: Dict[str, int] = {}
+        self._fields: set = set()
 
     def update(self, result: FrameResult) -> None:
+        track = result.meta.get("track")
         with self._lock:
             self.tally.add_frame(len(result.cells))
-            for c in result.cells:
-                self.tally.add_cell(c.label, c.p_all)
+            if isinstance(track, dict):
+                self._update_tracked(result, track)
+            else:
+                for c in result.cells:
+                    self.tally.add_cell(c.label, c.p_all)
             now = time.time()
             self.last_result = now
             self._times.append(now)
@@ -53,9 +66,44 @@ class RunningSummary:
                 self._times.popleft()
             self._latency.append(result.latency_s)
 
+    def _update_tracked(self, result: FrameResult, track: Dict[str, Any]) -> None:
+        self.tracked = True
+        skip = track.get("skip")
+        if skip:
+            self._skipped[skip] = self._skipped.get(skip, 0) + 1
+        if track.get("field") is not None:
+            self._fields.add(track["field"])
+        for c in result.cells:
+            if c.cell_id is not None and not self._unique.get(c.cell_id, (None, None, False))[2]:
+                self._unique[c.cell_id] = (c.label, c.p_all, False)
+
+    def add_finals(self, finals: Any) -> None:
+        """Final records (``CellTrack``) fix the counted cells' labels."""
+        with self._lock:
+            self.tracked = True
+            for t in finals:
+                if t.cell_id is not None:
+                    self._unique[t.cell_id] = (t.label, t.p_all, True)
+
+    def _tally(self) -> CellTally:
+        if not self.tracked:
+            return self.tally
+        tally = CellTally(self.tally.band, positive=self.tally.positive)
+        tally.frames, tally.empty_frames = self.tally.frames, self.tally.empty_frames
+        for label, p, _ in self._unique.values():
+            tally.add_cell(label, p)
+        return tally
+
     def to_dict(self) -> Dict[str, Any]:
         with self._lock:
-            out = self.tally.summary(min_cells=self.min_cells)
+            out = self.tally.summary(min_cells=self.min_cells) if not self.tracked else self._tally().summary(
+                min_cells=self.min_cells
+            )
+            out["counting"] = "unique cells" if self.tracked else "cells per frame"
+            if self.tracked:
+                out["skipped"] = dict(self._skipped)
+                out["fields"] = len(self._fields)
+                out["final_cells"] = sum(1 for v in self._unique.values() if v[2])
             times = list(self._times)
             lat = sorted(self._latency)
             last = self.last_result
@@ -91,6 +139,9 @@ class SummarySink(Sink):
     def write(self, result: FrameResult) -> None:
         self.running.update(result)
 
+    def write_tracks(self, finals: Any, source: str) -> None:
+        self.running.add_finals(finals)
+
     def stats(self) -> Dict[str, Any]:
-        s = self.running.tally
-        return {"frames": s.frames, "cells": s.cells, "all": s.positives}
+        s = self.running.to_dict()
+        return {"frames": s["frames"], "cells": s["cells"], "all": s["all"]}

@@ -13,7 +13,8 @@ frame pixel (x, y) lies at slide (X + x, Y + y).  Each frame is classed:
   can be merged with a cell seen before.
 
 A *field* is a place the stage rested: each still frame farther than a quarter frame from every
-known field opens one, and keeps a small thumbnail to recognise it later.
+known field opens one (so does each frame of a new island), and keeps a small thumbnail to
+recognise it later.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ FIELD_REACH = 0.25  # a still frame within this share of a frame (in x and y) of
 
 @dataclass(frozen=True)
 class MotionSettings:
-    min_response: float = 0.08  # phase-correlation peak below this: the frames are unrelated
+    min_response: float = 0.3  # phase-correlation peak below this: the frames are unrelated
+    min_recognise: float = 0.22  # a known field's thumbnail must correlate this well to be recognised
     still_fraction: float = 0.005  # a shift up to this share of the frame width is "still"
     max_fields: int = 256  # thumbnails kept for revisit recognition (oldest forgotten)
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_response < 1:
-            raise InvalidInputError(f"min_response={self.min_response!r} must be in (0, 1)")
+        for name in ("min_response", "min_recognise"):
+            if not 0 < getattr(self, name) < 1:
+                raise InvalidInputError(f"{name}={getattr(self, name)!r} must be in (0, 1)")
         if not 0 <= self.still_fraction < 0.5:
             raise InvalidInputError(f"still_fraction={self.still_fraction!r} must be in [0, 0.5)")
         if self.max_fields < 1:
@@ -71,6 +74,7 @@ class _Field:
     x: float
     y: float
     thumb: np.ndarray  # float32, THUMB_WIDTH wide
+    frames: int = 1  # frames that showed it (a lone noise frame's field keeps 1)
 
 
 def shift_between(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> Tuple[float, float, float]:
@@ -138,6 +142,7 @@ class StageMotion:
         if arriving:
             self._register(near, cur)
         self.field = self._last_field = near.ident
+        near.frames += 1
         return revisit
 
     def _register(self, field: _Field, cur: np.ndarray) -> None:
@@ -147,7 +152,7 @@ class StageMotion:
         if field.thumb.shape != thumb.shape:
             return
         dx, dy, r = shift_between(field.thumb, thumb, self._thumb_window_for(thumb))
-        if r >= self.settings.min_response:
+        if r >= self.settings.min_recognise:
             factor = self._frame_w / thumb.shape[1]
             self.x, self.y = field.x - dx * factor, field.y - dy * factor
 
@@ -155,6 +160,13 @@ class StageMotion:
         if self._thumb_window is None or self._thumb_window.shape != thumb.shape:
             self._thumb_window = cv2.createHanningWindow(thumb.shape[::-1], cv2.CV_32F)
         return self._thumb_window
+
+    def visited(self) -> int:
+        """Fields shown by more than one frame (a lone blank or noise frame is not a field)."""
+        return sum(1 for f in self.fields if f.frames > 1)
+
+    def _by_id(self, ident: int) -> _Field:
+        return next(f for f in self.fields if f.ident == ident)
 
     def _nearest_field(self) -> Optional[_Field]:
         best, best_d = None, None
@@ -179,15 +191,15 @@ class StageMotion:
         found = self._recognise(cur)
         if found is not None:
             field, self.x, self.y = found
+            self._by_id(field).frames += 1
             revisit = self._last_field is not None and self._last_field != field
             self.field = self._last_field = field
             return MotionStep(NEW_FIELD, 0.0, 0.0, response, self.x, self.y, field, revisit, why)
-        # An island of its own; its field is named by the next still frame, so that a lone
-        # noise or blank frame opens no field.
+        # An island of coordinates of its own, and a field to recognise it by later.
         self._islands += 1
         self.x, self.y = self._islands * ISLAND_SPACING, 0.0
-        self.field = None
-        return MotionStep(NEW_FIELD, 0.0, 0.0, response, self.x, self.y, None, False, why)
+        self.field = self._last_field = self._add_field(cur)
+        return MotionStep(NEW_FIELD, 0.0, 0.0, response, self.x, self.y, self.field, False, why)
 
     def _recognise(self, cur: np.ndarray) -> Optional[Tuple[int, float, float]]:
         """(field, x, y) of the known field ``cur`` overlaps best, or None."""
@@ -199,7 +211,7 @@ class StageMotion:
             if f.thumb.shape != thumb.shape:
                 continue  # a field seen at another frame size
             dx, dy, r = shift_between(f.thumb, thumb, window)
-            if r >= self.settings.min_response and (best is None or r > best[0]):
+            if r >= self.settings.min_recognise and (best is None or r > best[0]):
                 best = (r, f.ident, f.x - dx * factor, f.y - dy * factor)
         return None if best is None else (best[1], best[2], best[3])
 

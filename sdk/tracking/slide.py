@@ -143,7 +143,7 @@ class SlideTracker:
         return {
             "frames": self.frames,
             "skipped": dict(self.skipped),
-            "fields": len(self.motion.fields),
+            "fields": self.motion.visited(),
             "new_fields": self.new_fields,
             "revisits": self.revisits,
             "unique_cells": len(counted),

@@ -4,7 +4,7 @@ Per frame, the cells found are placed on the slide with the frame's position (st
 paired with the tracks near the view by an optimal assignment on centre distance, and the
 tracks that have left the view are finished: a confirmed track (seen whole in ``min_looks``
 good frames) gives one final record, exactly once; an unconfirmed one (a cell glimpsed once,
-or a blob in a noise frame) is dropped.  A finished track stays on the slide map, so a cell
+or a blob in a noise frame) gives none, but stays on the map and counts if it is met again.  A finished track stays on the slide map, so a cell
 met again after a revisit keeps its ``cell_id`` and is not counted twice.
 """
 
@@ -21,7 +21,7 @@ from leukedge.tracking.looks import Look, LookPolicy, combine_p_all
 from leukedge.types import BBox
 
 FORBIDDEN = 1e6
-EDGE_PX = 2  # a box this close to the frame's edge shows a cut cell
+EDGE_PX = 8  # a box this close to the frame's edge shows a cut cell (the segmenter stops ~3 px short of it)
 SIMILAR_AREA = 1.3  # a paired box this much larger or smaller than its track's moves nothing
 OVERLAP_NEW = 0.2  # an unpaired box covering this share of a known cell starts no track
 
@@ -106,7 +106,7 @@ class CellTracker:
         self.tracks: List[CellTrack] = []
         self._active: List[CellTrack] = []  # not finished
         self.confirmed = 0
-        self.dropped = 0  # unconfirmed tracks that left the view
+        self.dropped = 0  # times an unconfirmed track left the view
         self.revisit_pairs = 0  # cells paired with a finished track
 
     def observe(
@@ -166,6 +166,9 @@ class CellTracker:
         return cost
 
     def _update(self, t: CellTrack, view: View, b: BBox, p: Optional[float]) -> Optional[int]:
+        if t.finished and t.cell_id is None:  # glimpsed once before, met again: it may count now
+            t.finished = False
+            self._active.append(t)
         if t.finished:
             t.revisits += view.frame - t.last_frame > 1  # a return, not the next frame of one
             self.revisit_pairs += 1
@@ -213,10 +216,10 @@ class CellTracker:
         return out
 
     def _close(self, t: CellTrack) -> bool:
+        """Finish ``t``; True when it was counted (its final record is due)."""
         t.finished = True
         if t.cell_id is None:
-            self.dropped += 1
-            self.tracks.remove(t)  # never counted: forget it, so nothing can pair with it later
+            self.dropped += 1  # not counted (yet): it stays on the map, and counts if met again
             return False
         return True
 
