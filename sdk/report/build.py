@@ -12,6 +12,7 @@ from leukedge._version import __version__
 from leukedge.bundle import REFERENCE_BUNDLE, Bundle
 from leukedge.manifest import POSITIVE_CLASS, Decision
 from leukedge.report.reader import ResultsFile, fields_of, read_results
+from leukedge.report.unique import OLD_FILE_NOTE, is_tracked, unique_cells
 from leukedge.tally import DEFAULT_MIN_CELLS, CellTally, in_band
 
 HIST_BINS = 20
@@ -90,29 +91,16 @@ def build_report(
         notes.append(f"no model bundle given: the indeterminate band is the default [{band[0]}, {band[1]})")
 
     tally = CellTally(band)
-    rows: List[FieldRow] = []
     hist = [[0, 0] for _ in range(HIST_BINS)]
     flagged: List[Tuple[Dict[str, Any], bool]] = []
     duplicates = res.duplicates  # left out by the reader: each image counts once
-    for (source, frame), recs in fields_of(res.records):
-        row = FieldRow(source, frame)
-        cells = [r for r in recs if r["cell"] is not None]
-        tally.add_frame(len(cells))
-        for r in cells:
-            p, label = r.get("p_all"), r.get("label")
-            tally.add_cell(label, p)
-            if p is None:
-                row.unclassified += 1
-                continue
-            row.cells += 1
-            positive = label == POSITIVE_CLASS
-            row.all += positive
-            hist[min(HIST_BINS - 1, int(p * HIST_BINS))][0 if positive else 1] += 1
-            ind = in_band(p, band)
-            row.indeterminate += ind
-            if positive or ind:
-                flagged.append((r, ind))
-        rows.append(row)
+    tracked = is_tracked(res.records)
+    rows = _frame_rows(res.records, tally, band, hist, flagged, count_cells=not tracked)
+    extra: Dict[str, Any] = {"counting": "cells per frame"}
+    if tracked:
+        extra = _count_unique(res.records, tally, band, hist, flagged, notes)
+    elif any(r.get("frame", 0) > 0 for r in res.records):  # several frames of one source
+        notes.append(OLD_FILE_NOTE)
     if duplicates:
         notes.append(
             f"{duplicates} record(s) repeat an image or frame read earlier in the file (two runs wrote it?); "
@@ -128,7 +116,7 @@ def build_report(
     shown, saved, missing = shown + shown2, saved + saved2, missing + missing2
     return SlideReport(
         results=res,
-        summary=tally.summary(min_cells=min_cells),
+        summary={**tally.summary(min_cells=min_cells), **extra},
         band=band,
         threshold=decision.threshold if bundle else None,
         fields=rows,
@@ -143,6 +131,75 @@ def build_report(
         notes=notes,
         generated=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     )
+
+
+def _frame_rows(
+    records: List[Dict[str, Any]],
+    tally: CellTally,
+    band: Tuple[float, float],
+    hist: List[List[int]],
+    flagged: List[Tuple[Dict[str, Any], bool]],
+    *,
+    count_cells: bool,
+) -> List[FieldRow]:
+    """Per-frame rows (and, for a file without tracking, the cell counts)."""
+    rows: List[FieldRow] = []
+    for (source, frame), recs in fields_of([r for r in records if r.get("record") != "final"]):
+        row = FieldRow(source, frame)
+        cells = [r for r in recs if r["cell"] is not None]
+        tally.add_frame(len(cells))
+        for r in cells:
+            p = r.get("p_all")
+            if p is None:
+                row.unclassified += 1
+            else:
+                row.cells += 1
+                row.all += r.get("label") == POSITIVE_CLASS
+                row.indeterminate += in_band(p, band)
+            if count_cells:
+                _count_cell(r, tally, band, hist, flagged)
+        rows.append(row)
+    return rows
+
+
+def _count_cell(
+    r: Dict[str, Any],
+    tally: CellTally,
+    band: Tuple[float, float],
+    hist: List[List[int]],
+    flagged: List[Tuple[Dict[str, Any], bool]],
+) -> None:
+    p, label = r.get("p_all"), r.get("label")
+    tally.add_cell(label, p)
+    if p is None:
+        return
+    positive = label == POSITIVE_CLASS
+    hist[min(HIST_BINS - 1, int(p * HIST_BINS))][0 if positive else 1] += 1
+    ind = in_band(p, band)
+    if positive or ind:
+        flagged.append((r, ind))
+
+
+def _count_unique(
+    records: List[Dict[str, Any]],
+    tally: CellTally,
+    band: Tuple[float, float],
+    hist: List[List[int]],
+    flagged: List[Tuple[Dict[str, Any], bool]],
+    notes: List[str],
+) -> Dict[str, Any]:
+    """Count each cell_id once; a flagged cell's crop is the one a per-frame look of it saved."""
+    uc = unique_cells(records)
+    crops = {r["cell_id"]: r for r in records if r.get("crop") and r.get("cell_id") is not None}
+    for r in uc.cells:
+        look = crops.get(r["cell_id"])
+        shown = r if look is None else dict(r, crop=look["crop"], cell=look["cell"], frame=look["frame"])
+        _count_cell(dict(shown, cell=shown.get("cell", r["cell_id"])), tally, band, hist, flagged)
+    if uc.from_looks:
+        notes.append(
+            f"{uc.from_looks} cell(s) have no final record (was the run cut short?): their last look is counted"
+        )
+    return uc.stats()
 
 
 def _find_bundle(model: Optional[str | Path], models: Dict[str, int], notes: List[str]) -> Optional[Bundle]:

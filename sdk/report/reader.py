@@ -97,7 +97,7 @@ def read_results(path: str | Path) -> ResultsFile:
         why = check_record(rec)
         if why:
             out.problems.bad_lines.append((line, why))
-        elif repeats.seen_before(rec, line):
+        elif rec.get("record") != "final" and repeats.seen_before(rec, line):  # finals: see report.unique
             out.duplicates += 1
         else:
             out.records.append(rec)
@@ -120,7 +120,9 @@ def _is_num(v: Any) -> bool:
 
 
 def check_record(r: Dict[str, Any]) -> Optional[str]:
-    """Why ``r`` is not a valid per-cell record, or None."""
+    """Why ``r`` is not a valid per-cell record (or final record of a tracked cell), or None."""
+    if r.get("record") == "final":
+        return check_final(r)
     for key in ("frame", "source", "cell"):
         if key not in r:
             return f"field {key!r} is missing"
@@ -133,6 +135,10 @@ def check_record(r: Dict[str, Any]) -> Optional[str]:
             return f"field {key!r} is {r[key]!r}, expected a number"
     if r.get("model") is not None and not isinstance(r["model"], str):
         return f"field 'model' is {r['model']!r}, expected a string"
+    if r.get("cell_id") is not None and (not _is_int(r["cell_id"]) or r["cell_id"] < 0):
+        return f"field 'cell_id' is {r['cell_id']!r}, expected an integer >= 0 or null"
+    if r.get("skip") is not None and not isinstance(r["skip"], str):
+        return f"field 'skip' is {r['skip']!r}, expected a reason or null"
     if r["cell"] is None:
         return None  # a frame without cells
     if not _is_int(r["cell"]) or r["cell"] < 0:
@@ -151,6 +157,21 @@ def check_record(r: Dict[str, Any]) -> Optional[str]:
     crop = r.get("crop")
     if crop is not None and not isinstance(crop, str):
         return f"field 'crop' is {crop!r}, expected a path or null"
+    return None
+
+
+def check_final(r: Dict[str, Any]) -> Optional[str]:
+    """Why ``r`` is not a valid final record (``"record": "final"``), or None."""
+    for key in ("frame", "source", "cell_id", "p_all", "label"):
+        if key not in r:
+            return f"final record: field {key!r} is missing"
+    if not _is_int(r["cell_id"]) or r["cell_id"] < 0:
+        return f"final record: field 'cell_id' is {r['cell_id']!r}, expected an integer >= 0"
+    if not _is_int(r["frame"]) or not isinstance(r["source"], str):
+        return "final record: 'frame' must be an integer and 'source' a string"
+    p = r["p_all"]
+    if not _is_num(p) or not 0.0 <= p <= 1.0 or not isinstance(r["label"], str):
+        return f"final record: p_all {p!r} / label {r['label']!r}, expected a number in [0, 1] and a string"
     return None
 
 

@@ -14,14 +14,36 @@ def format_summary(s: Dict[str, Any], *, title: str = "Slide summary") -> str:
     lines = [
         f"{title}{model}",
         f"  fields (frames):   {s['frames']}" + (f", {s['empty_frames']} without cells" if s["empty_frames"] else ""),
-        f"  cells classified:  {s['cells']}"
-        + (f" ({s['unclassified']} more found but not classified)" if s["unclassified"] else ""),
+        _cells_line(s),
         f"  ALL:               {describe_fraction(s)}",
         f"  indeterminate:     {s['indeterminate']} cells with p_ALL in [{band[0]}, {band[1]});"
         f" outside it: {describe_fraction(s, 'determinate_')}",
         f"  adequacy:          {s['verdict']}",
     ]
+    if s.get("counting") == "unique cells":
+        lines.insert(2, _tracking_line(s))
     return "\n".join(lines)
+
+
+def _cells_line(s: Dict[str, Any]) -> str:
+    more = f" ({s['unclassified']} more found but not classified)" if s["unclassified"] else ""
+    if s.get("counting") == "unique cells":
+        return f"  unique cells:      {s['cells']} (each cell counted once){more}"
+    return f"  cells classified:  {s['cells']}{more}"
+
+
+def _tracking_line(s: Dict[str, Any]) -> str:
+    """Fields visited, cells per field, looks per cell, frames skipped and why."""
+    fields = s.get("fields_visited", s.get("fields"))
+    parts = [f"fields visited {fields if fields is not None else 'n/a'}"]
+    if s.get("cells_per_field") is not None:
+        parts.append(f"{s['cells_per_field']} cells per field")
+    if s.get("looks_per_cell") is not None:
+        parts.append(f"{s['looks_per_cell']} good looks per cell")
+    skipped = s.get("frames_skipped", s.get("skipped")) or {}
+    shown = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items()) if v)
+    parts.append(f"frames skipped: {shown or 'none'}")
+    return "  tracking:          " + "; ".join(parts)
 
 
 def screen_summary(sinks: Any, *, results: Optional[str] = None) -> str:

@@ -66,6 +66,7 @@ class MotionStep:
     field: Optional[int]  # the field the frame shows (None while moving)
     revisit: bool = False  # the frame returned to a field seen before, after being elsewhere
     note: Optional[str] = None  # why a new field began, for logs
+    merged: Optional[Tuple[int, float, float]] = None  # (island, dx, dy): that island was moved by (dx, dy)
 
 
 @dataclass
@@ -74,6 +75,8 @@ class _Field:
     x: float
     y: float
     thumb: np.ndarray  # float32, THUMB_WIDTH wide
+    size: Tuple[int, int]  # the frame size it was seen at; only frames of that size can match it
+    island: int = 0
     frames: int = 1  # frames that showed it (a lone noise frame's field keeps 1)
 
 
@@ -100,19 +103,18 @@ class StageMotion:
         self._next_field = 0
         self._frame_w = 0.0
         self._frame_h = 0.0
+        self._size: Tuple[int, int] = (0, 0)
 
     def update(self, grey: np.ndarray, scale: float) -> MotionStep:
         """``grey``: uint8 working image; ``scale``: frame px per working px."""
         cur = grey.astype(np.float32)
-        size_changed = self._prev is not None and self._prev.shape != cur.shape
+        size = (round(cur.shape[1] * scale), round(cur.shape[0] * scale))
+        size_changed = self._prev is not None and size != self._size
         if size_changed:
-            log.warning(
-                "frame size changed from %s to %s working px: starting a new field",
-                self._prev.shape[::-1],  # type: ignore[union-attr]
-                cur.shape[::-1],
-            )
+            log.warning("frame size changed from %s to %s px: starting a new field", self._size, size)
             self._window = None
-        if self._window is None:
+        self._size = size
+        if self._window is None or self._window.shape != cur.shape:
             self._window = cv2.createHanningWindow(cur.shape[::-1], cv2.CV_32F)
         self._frame_w, self._frame_h = cur.shape[1] * scale, cur.shape[0] * scale
         prev, self._prev = self._prev, cur
@@ -127,13 +129,33 @@ class StageMotion:
         if np.hypot(dx, dy) > self.settings.still_fraction * self._frame_w:
             self.field = None
             return MotionStep(MOVING, dx, dy, response, self.x, self.y, None)
-        revisit = self._settle(cur, scale)
+        near = self._nearest_field()
+        if near is None:  # a place not seen from here: perhaps one seen from another island
+            found = self._recognise(cur)
+            if found is not None:
+                merged = self._join(*found)
+                return MotionStep(STILL, dx, dy, response, self.x, self.y, self.field, True, None, merged)
+        revisit = self._settle(cur, near)
         return MotionStep(STILL, dx, dy, response, self.x, self.y, self.field, revisit)
 
     # -- fields --------------------------------------------------------------------
-    def _settle(self, cur: np.ndarray, scale: float) -> bool:
+    def _join(self, field: int, x: float, y: float) -> Optional[Tuple[int, float, float]]:
+        """The frame shows known ``field`` at slide (x, y): move the current island onto the field's
+        (so the cells seen since a jump meet the cells seen before it); the move, or None."""
+        target = self._by_id(field)
+        here, dx, dy = island_of(self.x), x - self.x, y - self.y
+        self.x, self.y = x, y
+        self.field = self._last_field = field
+        target.frames += 1
+        if target.island == here:
+            return None  # drift within one island: the field's position simply wins
+        for f in self.fields:
+            if f.island == here:
+                f.x, f.y, f.island = f.x + dx, f.y + dy, target.island
+        return here, dx, dy
+
+    def _settle(self, cur: np.ndarray, near: Optional[_Field]) -> bool:
         """A still frame: name its field (known or new); True when it returns to a field after another."""
-        near = self._nearest_field()
         if near is None:
             self.field = self._last_field = self._add_field(cur)
             return False
@@ -149,7 +171,7 @@ class StageMotion:
         """Arriving at a known field: take the position from its thumbnail, which undoes the
         drift the frame-to-frame shifts gathered on the way."""
         thumb = _thumb(cur)
-        if field.thumb.shape != thumb.shape:
+        if field.size != self._size or field.thumb.shape != thumb.shape:
             return
         dx, dy, r = shift_between(field.thumb, thumb, self._thumb_window_for(thumb))
         if r >= self.settings.min_recognise:
@@ -171,6 +193,8 @@ class StageMotion:
     def _nearest_field(self) -> Optional[_Field]:
         best, best_d = None, None
         for f in self.fields:
+            if f.size != self._size:
+                continue
             ddx, ddy = abs(f.x - self.x), abs(f.y - self.y)
             if ddx <= self._frame_w * FIELD_REACH and ddy <= self._frame_h * FIELD_REACH:
                 d = ddx / self._frame_w + ddy / self._frame_h
@@ -181,7 +205,7 @@ class StageMotion:
     def _add_field(self, cur: np.ndarray) -> int:
         ident = self._next_field
         self._next_field += 1
-        self.fields.append(_Field(ident, self.x, self.y, _thumb(cur)))
+        self.fields.append(_Field(ident, self.x, self.y, _thumb(cur), self._size, island_of(self.x)))
         if len(self.fields) > self.settings.max_fields:
             self.fields.pop(0)
         return ident
@@ -208,12 +232,17 @@ class StageMotion:
         best: Optional[Tuple[float, int, float, float]] = None
         factor = self._frame_w / thumb.shape[1]
         for f in self.fields:
-            if f.thumb.shape != thumb.shape:
+            if f.size != self._size or f.thumb.shape != thumb.shape:
                 continue  # a field seen at another frame size
             dx, dy, r = shift_between(f.thumb, thumb, window)
             if r >= self.settings.min_recognise and (best is None or r > best[0]):
                 best = (r, f.ident, f.x - dx * factor, f.y - dy * factor)
         return None if best is None else (best[1], best[2], best[3])
+
+
+def island_of(x: float) -> int:
+    """The island of coordinates a slide x position belongs to."""
+    return int(round(x / ISLAND_SPACING))
 
 
 def _thumb(cur: np.ndarray) -> np.ndarray:

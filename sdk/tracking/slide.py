@@ -128,6 +128,8 @@ class SlideTracker:
                 log.info("frame %d: new field (%s)", self.frames - 1, step.note)
             self.focus.reset()
         self.revisits += step.revisit
+        if step.merged is not None:  # a place seen before a jump: its cells are the ones seen then
+            self.cells.move_island(*step.merged)
         self._last = step
         self._size = size
         return step

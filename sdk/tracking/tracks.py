@@ -18,6 +18,7 @@ import numpy as np
 from leukedge.errors import InvalidInputError
 from leukedge.tracking.assign import min_cost_pairs
 from leukedge.tracking.looks import Look, LookPolicy, combine_p_all
+from leukedge.tracking.motion import island_of
 from leukedge.types import BBox
 
 FORBIDDEN = 1e6
@@ -118,6 +119,12 @@ class CellTracker:
         if view.looking and boxes:
             ids = self._pair(view, boxes, p_all)
         return ids, self._leave(view)
+
+    def move_island(self, island: int, dx: float, dy: float) -> None:
+        """Stage motion found that ``island`` of slide coordinates lies at (dx, dy) from where it was put."""
+        for t in self.tracks:
+            if island_of(t.x) == island:
+                t.x, t.y = t.x + dx, t.y + dy
 
     def finish(self) -> List[CellTrack]:
         """End of the run: finish every track still open."""
