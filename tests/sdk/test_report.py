@@ -14,6 +14,7 @@ from leukedge.bundle import write_bundle
 from leukedge.cli import main
 from leukedge.errors import InvalidInputError
 from leukedge.manifest import Decision, Manifest
+from leukedge.report.unique import OLD_FILE_NOTE
 from leukedge.report import build_report, wilson_interval, write_report
 from leukedge.report.counts import Z95
 from leukedge.sinks.synthetic import crop_pool
@@ -149,7 +150,7 @@ def test_band_comes_from_the_bundle_manifest(tmp_path) -> None:
     rep = build_report(tmp_path / "cells.jsonl", model=str(root))
     # [0.25, 0.75): 0.45, 0.55, 0.70, 0.30, 0.60 → 5 indeterminate, 3 of them ALL
     assert rep.summary["indeterminate"] == 5 and rep.summary["determinate_all"] == 1
-    assert rep.notes == []
+    assert rep.notes == [OLD_FILE_NOTE]  # a file without cell_id: counts may repeat cells
     write_report(tmp_path / "cells.jsonl", tmp_path / "r.html", model=str(root))
     html = (tmp_path / "r.html").read_text()
     assert bundle.model_hash in html and "[0.25, 0.75)" in html

@@ -80,15 +80,15 @@ def test_csv_reader_names_bad_rows_by_line(tmp_path) -> None:
     with CsvSink(path, "m") as sink:
         sink.write(frame(0, [Cell(0, BBox(1, 2, 3, 4), 9, None, 0.7, "all")]))
     with open(path, "a") as fh:
-        fh.write("1,1.0,1.1,s,0,1,2,3,4,9,not-a-number,all,m\n")
+        fh.write("1,1.0,1.1,s,0,1,2,3,4,9,not-a-number,all,m,,\n")
         fh.write("2,1.0,1.1,s,0,1,2\n")
-        fh.write("3,1.0,1.1,s,0,1,2,3,4,9,0.25,hem,m\n")
+        fh.write("3,1.0,1.1,s,0,1,2,3,4,9,0.25,hem,m,,\n")
     problems = JsonlProblems()
     records = list(iter_csv(path, problems))
     assert [r["frame"] for r in records] == [0, 3]
     assert problems.bad_lines == [
         (3, "column 'p_all' is 'not-a-number', expected a number"),
-        (4, "7 values, expected 13"),
+        (4, "7 values, expected 15"),
     ]
 
 
