@@ -29,7 +29,8 @@ def test_screen_writes_one_json_line_per_cell(bundle, tmp_path) -> None:
     res = _screen("--model", str(bundle.root), "--source", SMALL_SYNTHETIC + "&frames=3", "--out", str(out), "-q")
     assert res.exit_code == 0, res.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(records) == 9
+    assert len([r for r in records if r.get("record") != "final"]) == 9
+    assert [r["cell_id"] for r in records if r.get("record") == "final"] == [0, 1, 2]  # frame 2 is frame 0 again
     assert set(records[0]) >= {"frame", "t_capture", "t_result", "source", "cell", "bbox", "p_all", "label", "model"}
     assert records[0]["model"] == bundle.short_hash and len(records[0]["bbox"]) == 4
     assert "Screened 3 frame(s)" in res.output and "9 cell(s)" in res.output and str(out) in res.output

@@ -36,7 +36,9 @@ def test_iterate_a_synthetic_source(bundle, tmp_path) -> None:
     assert set(d) >= {"frame", "source", "t_capture", "t_result", "cells", "width", "height", "meta"}
     assert r.cells[0].crop is not None and r.cells[0].crop.shape == (128, 128, 3)
     assert seen == [(f, c) for f in range(3) for c in range(3)]
-    assert len(out.read_text().splitlines()) == 9
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len([r for r in lines if r.get("record") != "final"]) == 9
+    assert len([r for r in lines if r.get("record") == "final"]) == 3  # frame 2 shows frame 0's 3 cells again
     assert info["runtime"].startswith("onnxruntime fp32") and info["preprocess"].startswith("cpu")
 
 
