@@ -100,10 +100,9 @@ class RunningSummary:
                 min_cells=self.min_cells
             )
             out["counting"] = "unique cells" if self.tracked else "cells per frame"
-            if self.tracked:
-                out["skipped"] = dict(self._skipped)
-                out["fields"] = len(self._fields)
-                out["final_cells"] = sum(1 for v in self._unique.values() if v[2])
+            out["skipped"] = dict(self._skipped)
+            out["fields"] = len(self._fields) if self.tracked else None
+            out["final_cells"] = sum(1 for v in self._unique.values() if v[2])
             times = list(self._times)
             lat = sorted(self._latency)
             last = self.last_result

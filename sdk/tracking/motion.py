@@ -130,8 +130,8 @@ class StageMotion:
             self.field = None
             return MotionStep(MOVING, dx, dy, response, self.x, self.y, None)
         near = self._nearest_field()
-        if near is None:  # a place not seen from here: perhaps one seen from another island
-            found = self._recognise(cur)
+        if near is None and self._islands > 0:  # a place new here: perhaps one seen from another island
+            found = self._recognise(cur, other_islands=True)
             if found is not None:
                 merged = self._join(*found)
                 return MotionStep(STILL, dx, dy, response, self.x, self.y, self.field, True, None, merged)
@@ -147,8 +147,6 @@ class StageMotion:
         self.x, self.y = x, y
         self.field = self._last_field = field
         target.frames += 1
-        if target.island == here:
-            return None  # drift within one island: the field's position simply wins
         for f in self.fields:
             if f.island == here:
                 f.x, f.y, f.island = f.x + dx, f.y + dy, target.island
@@ -225,15 +223,17 @@ class StageMotion:
         self.field = self._last_field = self._add_field(cur)
         return MotionStep(NEW_FIELD, 0.0, 0.0, response, self.x, self.y, self.field, False, why)
 
-    def _recognise(self, cur: np.ndarray) -> Optional[Tuple[int, float, float]]:
-        """(field, x, y) of the known field ``cur`` overlaps best, or None."""
+    def _recognise(self, cur: np.ndarray, *, other_islands: bool = False) -> Optional[Tuple[int, float, float]]:
+        """(field, x, y) of the known field ``cur`` overlaps best (only fields of other islands
+        than the current one: ``other_islands``), or None."""
+        here = island_of(self.x)
         thumb = _thumb(cur)
         window = self._thumb_window_for(thumb)
         best: Optional[Tuple[float, int, float, float]] = None
         factor = self._frame_w / thumb.shape[1]
         for f in self.fields:
-            if f.size != self._size or f.thumb.shape != thumb.shape:
-                continue  # a field seen at another frame size
+            if f.size != self._size or f.thumb.shape != thumb.shape or (other_islands and f.island == here):
+                continue  # a field seen at another frame size, or (other_islands) one reachable by motion
             dx, dy, r = shift_between(f.thumb, thumb, window)
             if r >= self.settings.min_recognise and (best is None or r > best[0]):
                 best = (r, f.ident, f.x - dx * factor, f.y - dy * factor)
