@@ -126,7 +126,9 @@ class SlideTracker:
             self.new_fields += 1
             if self.frames > 1:
                 log.info("frame %d: new field (%s)", self.frames - 1, step.note)
-            self.focus.reset()
+            # The focus window is kept: a new field is often a defocused or blurred frame that
+            # lost the motion estimate, and the window's median follows a real change of content
+            # within half its length.
         self.revisits += step.revisit
         if step.merged is not None:  # a place seen before a jump: its cells are the ones seen then
             self.cells.move_island(*step.merged)
