@@ -38,7 +38,8 @@
       r.setAttribute("width", c.bbox[2]); r.setAttribute("height", c.bbox[3]);
       const t = document.createElementNS(SVG, "text");
       t.setAttribute("x", c.bbox[0]); t.setAttribute("y", Math.max(14, c.bbox[1] - 4));
-      t.textContent = (c.label === "all" ? "ALL " : (c.label || "?") + " ") + (c.p_all === null ? "" : c.p_all.toFixed(2));
+      t.textContent = (c.cell_id === null || c.cell_id === undefined ? "" : "#" + c.cell_id + " ") +
+        (c.label === "all" ? "ALL " : (c.label || "?") + " ") + (c.p_all === null ? "" : c.p_all.toFixed(2));
       box.append(r, t);
       g.append(box);
     }
@@ -56,6 +57,10 @@
     $("n-indeterminate").textContent = s.indeterminate;
     $("band").textContent = "[" + band[0] + ", " + band[1] + ")";
     $("n-frames").textContent = s.frames;
+    // With tracking the counts are of unique cells; skipped frames are listed by reason.
+    $("cells-kind").textContent = s.counting === "unique cells" ? "unique cells" : "cells classified";
+    const skipped = Object.entries(s.skipped || {}).filter((kv) => kv[1] > 0);
+    $("n-skipped").textContent = skipped.length ? skipped.map((kv) => kv[1] + " " + kv[0]).join(", ") : "–";
     $("all-fraction").textContent = pct(s.all_fraction);
     $("all-ci").textContent = s.all_ci95 ? "95% CI " + pct(s.all_ci95[0]) + " – " + pct(s.all_ci95[1]) : "95% CI –";
     $("verdict").textContent = s.verdict;
