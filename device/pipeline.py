@@ -7,6 +7,11 @@
      live: newest frame    CPU inputs)             the CUDA LoG; owns       restored,            cap. 32
      files: lossless                               the models)              t_result)
 
+With a ``tracker`` (leukedge.tracking), a TrackStage (device/track.py) sits between capture and
+segmentation (``frames`` ─► TrackStage ─``judged``, cap. 1─► SegmentStage): it judges each frame's
+exposure, stage motion and focus in order, frames it skips are not segmented, and the
+ResultsStage pairs the classified cells with cell tracks and writes one final record per cell.
+
 Channels are bounded (capacities above) and shared through one
 :class:`~leukedge.device.channel.RunControl`.  With a live source the
 capture stage never waits: when the segment workers are busy, the waiting
@@ -38,9 +43,11 @@ from leukedge.device.runtimes.base import Runtime
 from leukedge.device.sources.base import FrameSource, PushFrameSource
 from leukedge.device.stages import CaptureStage, FrameCounter, ResultOutlet, ResultsStage, SegmentStage
 from leukedge.device.stats import PipelineStats, StatsSnapshot
+from leukedge.device.track import JUDGED_CAPACITY, TrackStage
 from leukedge.errors import HardwareUnavailableError, InvalidInputError
 from leukedge.segment import SegmentParams
 from leukedge.sinks.base import SinkSet
+from leukedge.tracking import SlideTracker
 from leukedge.types import FrameResult
 
 log = logging.getLogger("leukedge.pipeline")
@@ -84,6 +91,7 @@ class Pipeline:
         segment_niceness: int = 0,
         early_results: int = 0,
         classify_workers: int = 1,
+        tracker: Optional[SlideTracker] = None,
     ) -> None:
         self.source = source
         self.runtime = runtime
@@ -105,6 +113,7 @@ class Pipeline:
         self.segment_params = segment_params
         self.segment_niceness = segment_niceness
         self.first_frame_timeout = first_frame_timeout
+        self.tracker = tracker  # counts each cell once (leukedge.tracking); None: per-frame counts
         self.stats_ = PipelineStats()
         self.control = RunControl()
         self.control.on_stop(source.interrupt)
@@ -127,6 +136,11 @@ class Pipeline:
         self.capture = CaptureStage(
             self.source, frames, c, stats, latest_frame=self.latest_frame, duration=self.duration
         )
+        self.track_stage: Optional[TrackStage] = None
+        if self.tracker is not None:
+            judged = c.channel(JUDGED_CAPACITY, name="judged")
+            self.track_stage = TrackStage(frames, judged, c, stats, self.tracker)
+            frames = judged
         counter = FrameCounter()
         self.segmenters = [
             SegmentStage(
@@ -149,7 +163,9 @@ class Pipeline:
             ClassifyStage(jobs, done, c, stats, self.models, owner=k == 0, others_done=others_done, other_workers=extra)
             for k in range(self.classify_workers)
         ]
-        self.results_stage = ResultsStage(done, c, stats, self.runtime.manifest, self.sinks, self.outlet)
+        self.results_stage = ResultsStage(
+            done, c, stats, self.runtime.manifest, self.sinks, self.outlet, tracker=self.tracker
+        )
 
     # -- what the stages know -------------------------------------------------------------
     @property
@@ -193,6 +209,8 @@ class Pipeline:
         for k, stage in enumerate(self.classifiers[1:], start=1):
             self.control.spawn(f"leukedge-classify-{k}", stage.run)
         self.control.spawn("leukedge-results", self.results_stage.run)
+        if self.track_stage is not None:
+            self.control.spawn("leukedge-track", self.track_stage.run)
         for k, seg in enumerate(self.segmenters):
             self.control.spawn(f"leukedge-segment-{k}", seg.run)
         return self

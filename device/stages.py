@@ -23,11 +23,13 @@ import numpy as np
 from leukedge.device.channel import CLOSED, Channel, RunControl
 from leukedge.device.sources.base import Frame, FrameSource
 from leukedge.device.stats import PipelineStats
+from leukedge.device.track import pair_cells, skip_segmenting
 from leukedge.errors import LeukedgeError
 from leukedge.manifest import Manifest, Preprocessing
 from leukedge.preprocess import preprocess
 from leukedge.segment import SegmentParams, segment
 from leukedge.sinks.base import SinkSet
+from leukedge.tracking import SlideTracker
 from leukedge.types import Cell, FrameResult
 
 log = logging.getLogger("leukedge.pipeline")
@@ -165,6 +167,8 @@ class SegmentStage:
             self.jobs_out.close()
 
     def process(self, frame: Frame, seq: int) -> Job:
+        if skip_segmenting(frame):  # moving, defocused or badly exposed: its cells would not be looked at
+            return Job(seq, frame, [], None, p_all=[], cells_left=0)
         t0 = time.perf_counter()
         cells = segment(frame.image, self.spec, params=self.params)
         t1 = time.perf_counter()
@@ -235,6 +239,8 @@ class ResultsStage:
     sinks: SinkSet
     outlet: ResultOutlet
     finished: threading.Event = field(default_factory=threading.Event)
+    tracker: Optional[SlideTracker] = None  # pairs cells with cell tracks (the track stage judged the frames)
+    _source: str = ""
 
     def run(self) -> None:
         held: Dict[int, Job] = {}
@@ -251,6 +257,8 @@ class ResultsStage:
             if not self.control.aborted:
                 for seq in sorted(held):  # only after an error upstream can a gap remain
                     self.deliver(held.pop(seq))
+                if self.tracker is not None:  # the cells still in view get their final records
+                    self.sinks.write_tracks(self.tracker.finish(), self._source)
             self.sinks.flush()
         finally:
             self.finished.set()
@@ -260,6 +268,13 @@ class ResultsStage:
         m = self.manifest
         cells = tuple(c.classified(p, m.label_for(p)) for c, p in zip(job.cells, job.p_all))
         f = job.frame
+        meta = dict(f.meta)
+        finals: tuple = ()
+        if self.tracker is not None and f.track is not None:
+            t0 = time.perf_counter()
+            cells, meta["track"], finals = pair_cells(self.tracker, f.track, cells)
+            self.stats.add_busy("track", time.perf_counter() - t0)
+        self._source = f.source
         result = FrameResult(
             index=f.index,
             source=f.source,
@@ -268,13 +283,16 @@ class ResultsStage:
             cells=cells,
             width=f.width,
             height=f.height,
-            meta=dict(f.meta),
+            meta=meta,
+            finals=finals,
         )
         t0 = time.perf_counter()
         if getattr(self.sinks, "wants_frames", False):  # a sink that shows pixels (the live view) gets the frame
             self.sinks.write_frame(result, f.image)  # type: ignore[attr-defined]
         else:
             self.sinks.write(result)
+        if finals:
+            self.sinks.write_tracks(finals, f.source)
         self.stats.add_busy("output", time.perf_counter() - t0)
         self.stats.add_frame(len(cells), result.n_all, result.latency_s)
         self.outlet.offer(result)

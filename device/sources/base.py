@@ -37,6 +37,7 @@ class Frame:
     t_capture: float  # time.time() when the frame was captured (or read, for files)
     source: str  # the source's URI, or the file for folder sources
     meta: Dict[str, Any] = field(default_factory=dict)
+    track: Any = field(default=None, repr=False)  # the track stage's judgement (leukedge.tracking.Judgement)
 
     @property
     def height(self) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from leukedge.tracking.looks import Look, LookPolicy, combine_p_all
 from leukedge.tracking.motion import MOVING, NEW_FIELD, STILL, MotionSettings, MotionStep, StageMotion
 from leukedge.tracking.quality import QualitySettings, exposure_of, focus_score, working_grey
-from leukedge.tracking.slide import SKIP_REASONS, FrameTrack, SlideTracker, TrackingSettings
+from leukedge.tracking.slide import SKIP_REASONS, FrameTrack, Judgement, SlideTracker, TrackingSettings
 from leukedge.tracking.tracks import CellTrack, CellTracker, TrackSettings, View
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "CellTrack",
     "CellTracker",
     "FrameTrack",
+    "Judgement",
     "Look",
     "LookPolicy",
     "MotionSettings",

@@ -181,6 +181,11 @@ class StageMotion:
             self._thumb_window = cv2.createHanningWindow(thumb.shape[::-1], cv2.CV_32F)
         return self._thumb_window
 
+    @property
+    def frame_size(self) -> Tuple[int, int]:
+        """(width, height) of the last frame placed, in frame px."""
+        return self._size
+
     def visited(self) -> int:
         """Fields shown by more than one frame (a lone blank or noise frame is not a field)."""
         return sum(1 for f in self.fields if f.frames > 1)

@@ -39,18 +39,19 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
-class FrameTrack:
-    """What tracking made of one frame."""
+class Judgement:
+    """What the frame checks made of one frame, before its cells are known."""
 
     frame: int
+    width: int
+    height: int
     state: str  # still, moving, new_field; "unknown" when exposure kept motion from being judged
-    skip: Optional[str]  # why its cells were not looked at (one of SKIP_REASONS), or None
+    skip: Optional[str]  # why its cells are not looked at (one of SKIP_REASONS), or None
     focus: float
     exposure_mean: float
     clipped_high: float
-    step: Optional[MotionStep]
-    cell_ids: List[Optional[int]]
-    finals: List[CellTrack]
+    step: Optional[MotionStep]  # this frame's motion (None: not judged)
+    where: Optional[MotionStep]  # where the frame lies: its own step, else the last one
 
     def meta(self) -> Dict[str, Any]:
         """Plain-JSON facts for ``FrameResult.meta["track"]``."""
@@ -68,7 +69,39 @@ class FrameTrack:
         }
 
 
+@dataclass(frozen=True)
+class FrameTrack:
+    """What tracking made of one frame: the judgement, each cell's cell_id, the tracks it ended."""
+
+    judgement: Judgement
+    cell_ids: List[Optional[int]]
+    finals: List[CellTrack]
+
+    @property
+    def skip(self) -> Optional[str]:
+        return self.judgement.skip
+
+    @property
+    def state(self) -> str:
+        return self.judgement.state
+
+    @property
+    def focus(self) -> float:
+        return self.judgement.focus
+
+    @property
+    def step(self) -> Optional[MotionStep]:
+        return self.judgement.step
+
+    def meta(self) -> Dict[str, Any]:
+        return self.judgement.meta()
+
+
 class SlideTracker:
+    """Two halves, each called once per frame in frame order, possibly from two threads:
+    :meth:`judge` (motion, exposure, focus: needs only the pixels) and :meth:`pair` (cells:
+    needs their boxes and p_all).  :meth:`observe` does both."""
+
     def __init__(self, settings: Optional[TrackingSettings] = None, *, label_for: Callable[[float], str]) -> None:
         self.settings = settings or TrackingSettings()
         self.motion = StageMotion(self.settings.motion)
@@ -79,12 +112,15 @@ class SlideTracker:
         self.new_fields = 0
         self.revisits = 0
         self._last: Optional[MotionStep] = None
-        self._size: Optional[tuple] = None
 
     def observe(
         self, frame: int, image: np.ndarray, boxes: Sequence[BBox], p_all: Sequence[Optional[float]]
     ) -> FrameTrack:
         """One frame (H×W×3 uint8 RGB) in order, with its cells' boxes and p_all (None: not classified)."""
+        return self.pair(self.judge(frame, image), boxes, p_all)
+
+    def judge(self, frame: int, image: np.ndarray) -> Judgement:
+        """Exposure, stage motion and focus of one frame (H×W×3 uint8 RGB), in frame order."""
         self.frames += 1
         h, w = image.shape[:2]
         grey, scale = working_grey(image)
@@ -92,35 +128,32 @@ class SlideTracker:
         score = focus_score(grey)
         skip = exposure_problem(exp, self.settings.quality)
         step: Optional[MotionStep] = None
-        state = "unknown"
         if skip is None:  # a blank or glaring frame says nothing about where the stage is
-            step = self._motion(grey, scale, (w, h))
-            state = step.state
-            if state == MOVING:
+            step = self._motion(grey, scale)
+            if step.state == MOVING:
                 skip = "moving"
             elif self.focus.judge(score) is not None:
                 skip = "defocused"
         if skip is not None:
             self.skipped[skip] += 1
         where = step or self._last
-        view = View(
-            frame,
-            where.x if where else 0.0,
-            where.y if where else 0.0,
-            w,
-            h,
-            where.field if where else None,
-            score,
-            looking=skip is None and where is not None,
-        )
-        if where is None or (self._size is not None and self._size != (w, h) and step is None):
-            ids: List[Optional[int]] = [None] * len(boxes)  # nowhere to put the cells yet
-            finals: List[CellTrack] = []
-        else:
-            ids, finals = self.cells.observe(view, boxes, p_all)
-        return FrameTrack(frame, state, skip, score, exp.mean, exp.clipped_high, step, ids, finals)
+        if where is not None and step is None and (self.motion.frame_size != (w, h)):
+            where = None  # a badly exposed frame of another size: nowhere to put its cells
+        state = step.state if step is not None else "unknown"
+        return Judgement(frame, w, h, state, skip, score, exp.mean, exp.clipped_high, step, where)
 
-    def _motion(self, grey: np.ndarray, scale: float, size: tuple) -> MotionStep:
+    def pair(self, j: Judgement, boxes: Sequence[BBox], p_all: Sequence[Optional[float]]) -> FrameTrack:
+        """Give the cells of judged frame ``j`` their cell_ids (frames in the order they were judged)."""
+        if j.step is not None and j.step.merged is not None:  # a place seen before a jump: its cells are those seen then
+            self.cells.move_island(*j.step.merged)
+        where = j.where
+        if where is None:
+            return FrameTrack(j, [None] * len(boxes), [])
+        view = View(j.frame, where.x, where.y, j.width, j.height, where.field, j.focus, looking=j.skip is None)
+        ids, finals = self.cells.observe(view, boxes, p_all)
+        return FrameTrack(j, ids, finals)
+
+    def _motion(self, grey: np.ndarray, scale: float) -> MotionStep:
         step = self.motion.update(grey, scale)
         if step.state == NEW_FIELD:
             self.new_fields += 1
@@ -130,10 +163,7 @@ class SlideTracker:
             # lost the motion estimate, and the window's median follows a real change of content
             # within half its length.
         self.revisits += step.revisit
-        if step.merged is not None:  # a place seen before a jump: its cells are the ones seen then
-            self.cells.move_island(*step.merged)
         self._last = step
-        self._size = size
         return step
 
     def finish(self) -> List[CellTrack]:
