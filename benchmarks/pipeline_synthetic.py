@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/pipeline_synthetic.py [--model BUNDLE] [--backend onnxruntime] [--precision auto]
         [--preprocess cpu] [--seconds 30] [--cells 10] [--width 1920 --height 1080] [--workers N]
-        [--repeat N] [--segment-nice N] [--classify-workers N] [--threads N] [--json OUT]
+        [--repeat N] [--segment-nice N] [--classify-workers N] [--threads N] [--tracking] [--json OUT]
 
 Three runs with the same model, backend and preprocessing:
 
@@ -14,6 +14,13 @@ Three runs with the same model, backend and preprocessing:
    cells/s as a fraction of (1) — the goal is >= 80%;
 3. the pipeline paced like a camera at 80% of the frame rate (2) reached:
    latency p50/p99 from capture to results, and frames dropped.
+
+``--tracking`` adds, in each repeat, run (2) again with tracking on (``leukedge.tracking``: the
+track stage judging motion, focus and exposure, and cell tracks in the results stage), and
+reports its frames/s and its ratio to (1) beside those of the run without.  The synthetic
+source's pool frames are unrelated to each other, so every frame is a new field to it: the
+motion step's dearest case, and no frame is skipped (the work saved by skipping is not
+counted here).
 
 ``--model`` defaults to the packaged reference bundle; where there is none
 yet, a stand-in with the paper's VGG13 shape (five blocks of two 3×3
@@ -43,6 +50,7 @@ from leukedge.device.sources import make_source
 from leukedge.manifest import Manifest
 from leukedge.segment import segment
 from leukedge.synthetic import make_smear_frame
+from leukedge.tracking import SlideTracker
 
 
 def vgg13_standin(root: Path, seed: int = 0) -> Bundle:
@@ -119,7 +127,9 @@ def classifier_only(model: Any, args: argparse.Namespace, crops: List[np.ndarray
     }
 
 
-def pipeline_run(model: Any, args: argparse.Namespace, *, fps: float, seconds: float) -> Dict[str, Any]:
+def pipeline_run(
+    model: Any, args: argparse.Namespace, *, fps: float, seconds: float, tracking: bool = False
+) -> Dict[str, Any]:
     uri = f"synthetic://?seed=7&width={args.width}&height={args.height}&cells={args.cells}&pool=4&fps={fps}"
     options = {"threads": args.threads} if args.threads else {}  # ONNX Runtime's threads per call
     runtime = open_runtime(model, backend=args.backend, precision=args.precision, **options)
@@ -131,6 +141,7 @@ def pipeline_run(model: Any, args: argparse.Namespace, *, fps: float, seconds: f
         duration=seconds,
         segment_niceness=args.segment_nice,
         classify_workers=args.classify_workers,
+        tracker=SlideTracker(label_for=runtime.manifest.label_for) if tracking else None,
     )
     c0 = time.process_time()
     pipe.start()
@@ -138,6 +149,7 @@ def pipeline_run(model: Any, args: argparse.Namespace, *, fps: float, seconds: f
     cpu = time.process_time() - c0
     return {
         "source": uri,
+        "tracking": tracking,
         "workers": pipe.workers,
         "classify_workers": pipe.classify_workers,
         "preprocess": pipe.preprocess_kind,
@@ -162,6 +174,17 @@ def _summary(
     )
 
 
+def _tracking_figures(clfs: List[Dict[str, Any]], tracked: List[Dict[str, Any]]) -> Dict[str, Any]:
+    mid = sorted(tracked, key=lambda r: r["mean_cells_per_s"])[len(tracked) // 2]
+    return {
+        "mean_fps": mid["mean_fps"],
+        "mean_cells_per_s": mid["mean_cells_per_s"],
+        "track_ms_per_frame": mid["stage_ms"].get("track"),
+        "ratio_each_repeat": [round(r["mean_cells_per_s"] / c["cells_per_s"], 3) for c, r in zip(clfs, tracked)],
+        "fps_each_repeat": [r["mean_fps"] for r in tracked],
+    }
+
+
 def main(argv: List[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -180,6 +203,7 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--segment-nice", type=int, default=0, help="niceness added to segmentation threads")
     ap.add_argument("--classify-workers", type=int, default=1, help="threads that call the runtime in the pipeline")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per call, in the pipeline")
+    ap.add_argument("--tracking", action="store_true", help="also run the pipeline with tracking on")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -194,10 +218,12 @@ def main(argv: List[str] | None = None) -> int:
 
     # Alternate the two runs ``--repeat`` times and keep the medians: on a shared machine the
     # load changes from minute to minute, and the ratio is what matters.
-    clfs, runs = [], []
+    clfs, runs, tracked = [], [], []
     for _ in range(args.repeat):
         clfs.append(classifier_only(model, args, crops))
         runs.append(pipeline_run(model, args, fps=0.0, seconds=args.seconds))
+        if args.tracking:
+            tracked.append(pipeline_run(model, args, fps=0.0, seconds=args.seconds, tracking=True))
     clf = sorted(clfs, key=lambda r: r["cells_per_s"])[len(clfs) // 2]
     unpaced = sorted(runs, key=lambda r: r["mean_cells_per_s"])[len(runs) // 2]
     ratios = [r["mean_cells_per_s"] / c["cells_per_s"] for c, r in zip(clfs, runs)]
@@ -214,11 +240,18 @@ def main(argv: List[str] | None = None) -> int:
         "classifier_each_repeat": [c["cells_per_s"] for c in clfs],
         "pipeline_each_repeat": [r["mean_cells_per_s"] for r in runs],
         "segment_nice": args.segment_nice,
+        "tracking_on": _tracking_figures(clfs, tracked) if tracked else None,
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, python {platform.python_version()}",
         "load_average": os.getloadavg(),
     }
     print(json.dumps(result, indent=2))
     print(_summary(result, clf, unpaced, paced, paced_fps))
+    if tracked:
+        t = result["tracking_on"]
+        print(
+            f"with tracking:   {t['mean_fps']:.2f} frames/s, {t['mean_cells_per_s']:.1f} cells/s; ratio to the "  # type: ignore[index]
+            f"classifier alone per repeat {t['ratio_each_repeat']}; tracking {t['track_ms_per_frame']} ms/frame"  # type: ignore[index]
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
