@@ -121,7 +121,7 @@ def screen(
     printer = StatusPrinter()
     summary = run_session(screener, on_status=None if quiet else printer)
     printer.finish(summary.stats)
-    click.echo(describe_summary(summary))
+    click.echo(describe_summary(summary, tracking=screener.tracking_stats()))
     slide = slide_summary(sinks, sink_kw.get("outs") or ())
     if slide:
         click.echo(slide)
@@ -166,8 +166,9 @@ def slide_summary(sinks: Any, outs: Any) -> Optional[str]:
     return str(screen_summary(sinks, results=str(outs[0]) if outs else None))
 
 
-def describe_summary(summary: Any) -> str:
-    """The closing lines: what was screened, what was found, where it went."""
+def describe_summary(summary: Any, *, tracking: Optional[Dict[str, Any]] = None) -> str:
+    """The closing lines: what was screened, what was found, where it went (``tracking``: the
+    tracker's stats, when it ran)."""
     s = summary.stats
     share = f" ({100.0 * s.n_all / s.cells:.1f}% of cells)" if s.cells else ""
     lines = [
@@ -178,6 +179,12 @@ def describe_summary(summary: Any) -> str:
         f"{s.latency_p50_ms if s.latency_p50_ms is not None else '–'} ms, p99 "
         f"{s.latency_p99_ms if s.latency_p99_ms is not None else '–'} ms",
     ]
+    if tracking:
+        skipped = ", ".join(f"{v} {k}" for k, v in tracking["skipped"].items() if v) or "none"
+        lines.append(
+            f"  Tracking: {tracking['unique_cells']} unique cell(s) (the cells above are per frame); "
+            f"{tracking['fields']} field(s) visited; frames skipped: {skipped}."
+        )
     if summary.stopped_by:
         lines.append(f"  Stopped by {summary.stopped_by}; frames in flight were finished and outputs flushed.")
     for name, st in _outputs(summary.sinks):
