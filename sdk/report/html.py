@@ -82,8 +82,22 @@ def _counts_table(s: Dict[str, Any]) -> str:
         ("cells found but not classified", s["unclassified"], "unclassified"),
         ("adequacy threshold (cells)", s["min_cells"], "min-cells"),
     ]
+    if s.get("counting") == "unique cells":  # tracked: counts are of physical cells (docs/tracking.md)
+        rows[0] = ("frames", s["frames"], "fields")
+        rows[2] = ("unique cells (each counted once)", s["cells"], "cells")
+        skipped = ", ".join(f"{v} {k}" for k, v in (s.get("frames_skipped") or {}).items() if v) or "none"
+        rows += [
+            ("fields visited", _or_na(s.get("fields_visited")), "fields-visited"),
+            ("cells per field", _or_na(s.get("cells_per_field")), "cells-per-field"),
+            ("good looks per cell", _or_na(s.get("looks_per_cell")), "looks-per-cell"),
+            ("frames skipped, and why", skipped, "frames-skipped"),
+        ]
     body = "".join(f"<tr><th>{escape(k)}</th><td class='n' id='{i}'>{escape(str(v))}</td></tr>" for k, v, i in rows)
     return f"<table class='counts'>{body}</table>"
+
+
+def _or_na(v: Any) -> Any:
+    return "n/a" if v is None else v
 
 
 def _ci(ci: Any) -> str:
