@@ -51,6 +51,8 @@ def test_pool_source_counts_its_distinct_cells(bundle, tmp_path) -> None:
     rep = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "r.html")])
     assert rep.exit_code == 0, rep.output
     assert "unique cells:      6" in rep.output and "fields visited 2" in rep.output
+    html = (tmp_path / "r.html").read_text()
+    assert "unique cells (each counted once)</th><td class='n' id='cells'>6<" in html
 
 
 def test_tracking_off_counts_per_frame_and_the_report_says_so(bundle, tmp_path) -> None:
