@@ -188,6 +188,6 @@ def _motion_blur(view: np.ndarray, vx: float, vy: float, *, samples: int = 6) ->
     h, w = view.shape[:2]
     out = np.zeros_like(view)
     for t in np.linspace(-0.5, 0.5, samples):
-        m = np.float32([[1, 0, t * 0.5 * vx], [0, 1, t * 0.5 * vy]])
+        m = np.array([[1, 0, t * 0.5 * vx], [0, 1, t * 0.5 * vy]], dtype=np.float32)
         out += cv2.warpAffine(view, m, (w, h), borderMode=cv2.BORDER_REFLECT)
     return out / samples

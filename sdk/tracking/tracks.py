@@ -10,7 +10,8 @@ met again after a revisit keeps its ``cell_id`` and is not counted twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field  # CellTrack has a field named 'field'
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,7 +33,7 @@ class TrackSettings:
     min_looks: int = 2  # good frames that must show a cell before it counts
     gate: float = 0.5  # largest centre distance, in cell sizes, of a cell and its track
     max_size_ratio: float = 1.6  # largest ratio of box areas of a cell and its track
-    looks: LookPolicy = field(default_factory=LookPolicy)
+    looks: LookPolicy = dc_field(default_factory=LookPolicy)
 
     def __post_init__(self) -> None:
         if self.min_looks < 1:
@@ -58,7 +59,7 @@ class CellTrack:
     cell_id: Optional[int] = None  # given when the track is confirmed
     good_frames: int = 0  # frames that showed it whole, still, sharp and well exposed
     seen: int = 0  # frames it was paired in
-    looks: List[Look] = field(default_factory=list)  # the counted looks (at most max_looks)
+    looks: List[Look] = dc_field(default_factory=list)  # the counted looks (at most max_looks)
     revisits: int = 0  # returns to it after it was finished
     finished: bool = False
     last_bbox: Optional[BBox] = None  # in the frame it was last paired in
