@@ -66,8 +66,13 @@ def focus_figures(frames: List[np.ndarray], rng: np.random.Generator) -> Dict[st
 def exposure_figures(frames: List[np.ndarray]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for gain in GAINS:
-        exps = [exposure_of(working_grey(np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8))[0]) for f in frames]
-        out[f"gain{gain:g}"] = {"clipped_high": _range([e.clipped_high for e in exps]), "mean": _range([e.mean for e in exps])}
+        exps = [
+            exposure_of(working_grey(np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8))[0]) for f in frames
+        ]
+        out[f"gain{gain:g}"] = {
+            "clipped_high": _range([e.clipped_high for e in exps]),
+            "mean": _range([e.mean for e in exps]),
+        }
     return out
 
 

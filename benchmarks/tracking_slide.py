@@ -67,8 +67,16 @@ def run(frames: int, seed: int, width: int, height: int) -> Dict[str, Any]:
         if truth.motion == STILL and not truth.defocused and not truth.overexposed:
             for ident, box, _ in truth.cells:
                 eligible[ident] += _clear_of_edge(box, width, height)
-        focus_rows.append({"frame": i, "focus": ft.focus, "skip": ft.skip, "defocused": truth.defocused,
-                           "overexposed": truth.overexposed, "motion": truth.motion})
+        focus_rows.append(
+            {
+                "frame": i,
+                "focus": ft.focus,
+                "skip": ft.skip,
+                "defocused": truth.defocused,
+                "overexposed": truth.overexposed,
+                "motion": truth.motion,
+            }
+        )
     tracker.finish()
     return _figures(slide, tracker, frames, eligible, ids_of_truth, truths_of_id, focus_rows, cost)
 
@@ -85,8 +93,13 @@ def _true_label(slide: MovingSlide, truth: SlideFrame, box: Any) -> str:
     return slide.cells[best[0]].label if best is not None and best[1].iou(box) >= 0.5 else "hem"
 
 
-def _pair_with_truth(truth: SlideFrame, boxes: List[Any], ids: List[Any], ids_of_truth: Dict[int, Set[int]],
-                     truths_of_id: Dict[int, Set[int]]) -> None:
+def _pair_with_truth(
+    truth: SlideFrame,
+    boxes: List[Any],
+    ids: List[Any],
+    ids_of_truth: Dict[int, Set[int]],
+    truths_of_id: Dict[int, Set[int]],
+) -> None:
     for box, cid in zip(boxes, ids):
         if cid is None:
             continue
@@ -96,9 +109,16 @@ def _pair_with_truth(truth: SlideFrame, boxes: List[Any], ids: List[Any], ids_of
             truths_of_id[cid].add(best[0])
 
 
-def _figures(slide: MovingSlide, tracker: SlideTracker, frames: int, eligible: Dict[int, int],
-             ids_of_truth: Dict[int, Set[int]], truths_of_id: Dict[int, Set[int]],
-             focus_rows: List[Dict[str, Any]], cost: List[float]) -> Dict[str, Any]:
+def _figures(
+    slide: MovingSlide,
+    tracker: SlideTracker,
+    frames: int,
+    eligible: Dict[int, int],
+    ids_of_truth: Dict[int, Set[int]],
+    truths_of_id: Dict[int, Set[int]],
+    focus_rows: List[Dict[str, Any]],
+    cost: List[float],
+) -> Dict[str, Any]:
     min_looks = tracker.settings.tracks.min_looks
     truth_count = sum(1 for n in eligible.values() if n >= min_looks)
     counted = tracker.cells.confirmed

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Tuple
 
-
 from leukedge.device.channel import CLOSED, Channel, RunControl
 from leukedge.device.stats import PipelineStats
 from leukedge.tracking import SlideTracker
@@ -64,5 +63,3 @@ def skip_segmenting(frame: Any) -> bool:
     """True for a frame the track stage judged not worth looking at (moving, defocused, badly exposed)."""
     judgement = getattr(frame, "track", None)
     return judgement is not None and judgement.skip is not None
-
-

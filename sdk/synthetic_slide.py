@@ -107,7 +107,9 @@ class SlidePath:
                 return x, y
         return float(rng.uniform(0, self.max_x)), float(rng.uniform(0, self.max_y))
 
-    def _move(self, rng: np.random.Generator, here: Tuple[float, float], target: Tuple[float, float]) -> Tuple[float, float]:
+    def _move(
+        self, rng: np.random.Generator, here: Tuple[float, float], target: Tuple[float, float]
+    ) -> Tuple[float, float]:
         speed = float(rng.uniform(*self.settings.speed))
         dist = float(np.hypot(target[0] - here[0], target[1] - here[1]))
         n = max(1, int(np.ceil(dist / speed)))
@@ -137,7 +139,7 @@ class MovingSlide:
     def truth(self, index: int) -> SlideFrame:
         st = self.path.steps[index]
         s = self.settings
-        x, y = int(round(st.x)), int(round(st.y))
+        x, y = round(st.x), round(st.y)
         still = st.motion == STILL
         inside = []
         for ident, c in enumerate(self.cells):

@@ -40,9 +40,9 @@ def run(frames: int) -> Tuple[List[Dict[str, Any]], Optional[Tuple[np.ndarray, L
         ft = tracker.observe(i, image, [c.bbox for c in cells], [0.5] * len(cells))
         rows.append({"focus": ft.focus, "skip": ft.skip, "defocused": truth.defocused})
         if ft.skip == "moving" and ft.step is not None:
-            move = move + (ft.step.dx, ft.step.dy) if rows[-2:-1] and rows[-2]["skip"] == "moving" else np.array(
-                (ft.step.dx, ft.step.dy)
-            )
+            step = np.array((ft.step.dx, ft.step.dy))
+            moving_before = len(rows) > 1 and rows[-2]["skip"] == "moving"
+            move = move + step if moving_before else step  # the shifts of this move, summed
         elif ft.skip is None and shown is None and i > frames // 3 and sum(c is not None for c in ft.cell_ids) >= 3:
             shown = (image, list(zip([c.bbox for c in cells], ft.cell_ids)), (float(move[0]), float(move[1])))
     return rows, shown
@@ -60,7 +60,11 @@ def draw_frame(image: np.ndarray, boxes: List[Any], move: Tuple[float, float], o
     shrink = min(1.0, 0.35 * w / max(1.0, float(np.hypot(*move))))  # a long move is drawn shortened
     tip = (int(centre[0] + move[0] * shrink), int(centre[1] + move[1] * shrink))
     cv2.arrowedLine(bgr, centre, tip, (30, 30, 220), 4, cv2.LINE_AA, tipLength=0.08)
-    label = f"the image moved ({move[0]:.0f}, {move[1]:.0f}) px on the way here (arrow not to scale)" if shrink < 1 else f"the image moved ({move[0]:.0f}, {move[1]:.0f}) px on the way here"
+    label = (
+        f"the image moved ({move[0]:.0f}, {move[1]:.0f}) px on the way here (arrow not to scale)"
+        if shrink < 1
+        else f"the image moved ({move[0]:.0f}, {move[1]:.0f}) px on the way here"
+    )
     cv2.putText(bgr, label, (20, h - 24), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (30, 30, 220), 2, cv2.LINE_AA)
     small = cv2.resize(bgr, (w * 3 // 5, h * 3 // 5), interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(out), small, [cv2.IMWRITE_JPEG_QUALITY, 80])
@@ -76,7 +80,11 @@ def draw_focus(rows: List[Dict[str, Any]], out: Path) -> None:
     focus = np.array([r["focus"] for r in rows])
     fig, ax = plt.subplots(figsize=(9, 3), dpi=90)
     ax.plot(x, focus, color="#999999", lw=0.8, label="focus score (variance of the Laplacian)")
-    for skip, colour, marker in (("moving", "#7a9cc6", "."), ("defocused", "#d62728", "x"), ("over-exposed", "#ff9900", "^")):
+    for skip, colour, marker in (
+        ("moving", "#7a9cc6", "."),
+        ("defocused", "#d62728", "x"),
+        ("over-exposed", "#ff9900", "^"),
+    ):
         sel = [i for i, r in enumerate(rows) if r["skip"] == skip]
         ax.scatter(x[sel], focus[sel], s=14, c=colour, marker=marker, label=f"skipped: {skip}")
     drawn = [i for i, r in enumerate(rows) if r["defocused"]]

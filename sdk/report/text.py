@@ -13,7 +13,11 @@ def format_summary(s: Dict[str, Any], *, title: str = "Slide summary") -> str:
     model = f" (model {s['model']})" if s.get("model") else ""
     lines = [
         f"{title}{model}",
-        (f"  frames:            {s['frames']}" if s.get("counting") == "unique cells" else f"  fields (frames):   {s['frames']}")
+        (
+            f"  frames:            {s['frames']}"
+            if s.get("counting") == "unique cells"
+            else f"  fields (frames):   {s['frames']}"
+        )
         + (f", {s['empty_frames']} without cells" if s["empty_frames"] else ""),
         _cells_line(s),
         f"  ALL:               {describe_fraction(s)}",

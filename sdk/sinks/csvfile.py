@@ -147,7 +147,9 @@ def iter_csv_numbered(
             return
         if all(c in header for c in SCORE_COLUMNS) and "frame" not in header:
             header = [_SCORE_BOX.get(c, c) for c in header]  # a 'leukedge score' file
-        missing = [c for c in CSV_COLUMNS if c not in header and c not in ("frame", "t_capture", "t_result", *TRACKING_COLUMNS)]
+        missing = [
+            c for c in CSV_COLUMNS if c not in header and c not in ("frame", "t_capture", "t_result", *TRACKING_COLUMNS)
+        ]
         if "frame" not in header and "n_cells" not in header:
             missing.insert(0, "frame")
         if missing:

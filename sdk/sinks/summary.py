@@ -96,8 +96,10 @@ class RunningSummary:
 
     def to_dict(self) -> Dict[str, Any]:
         with self._lock:
-            out = self.tally.summary(min_cells=self.min_cells) if not self.tracked else self._tally().summary(
-                min_cells=self.min_cells
+            out = (
+                self.tally.summary(min_cells=self.min_cells)
+                if not self.tracked
+                else self._tally().summary(min_cells=self.min_cells)
             )
             out["counting"] = "unique cells" if self.tracked else "cells per frame"
             out["skipped"] = dict(self._skipped)

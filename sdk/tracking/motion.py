@@ -122,7 +122,9 @@ class StageMotion:
             return self._new_field(cur, scale, 0.0, "first frame" if prev is None else "frame size changed")
         dx, dy, response = shift_between(prev, cur, self._window)
         if not np.isfinite(response) or response < self.settings.min_response:
-            return self._new_field(cur, scale, response, f"content unrelated to the last frame (response {response:.3f})")
+            return self._new_field(
+                cur, scale, response, f"content unrelated to the last frame (response {response:.3f})"
+            )
         dx, dy = dx * scale, dy * scale
         self.x -= dx  # content moving left means the view moved right
         self.y -= dy
@@ -247,7 +249,7 @@ class StageMotion:
 
 def island_of(x: float) -> int:
     """The island of coordinates a slide x position belongs to."""
-    return int(round(x / ISLAND_SPACING))
+    return round(x / ISLAND_SPACING)
 
 
 def _thumb(cur: np.ndarray) -> np.ndarray:

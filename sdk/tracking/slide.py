@@ -144,7 +144,9 @@ class SlideTracker:
 
     def pair(self, j: Judgement, boxes: Sequence[BBox], p_all: Sequence[Optional[float]]) -> FrameTrack:
         """Give the cells of judged frame ``j`` their cell_ids (frames in the order they were judged)."""
-        if j.step is not None and j.step.merged is not None:  # a place seen before a jump: its cells are those seen then
+        if (
+            j.step is not None and j.step.merged is not None
+        ):  # a place seen before a jump: its cells are those seen then
             self.cells.move_island(*j.step.merged)
         where = j.where
         if where is None:

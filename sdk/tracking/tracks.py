@@ -193,7 +193,9 @@ class CellTracker:
         return t.cell_id
 
     def _start(self, view: View, b: BBox, p: Optional[float]) -> Optional[int]:
-        t = CellTrack(len(self.tracks), view.x + b.x, view.y + b.y, float(b.w), float(b.h), view.frame, view.frame, view.field)
+        t = CellTrack(
+            len(self.tracks), view.x + b.x, view.y + b.y, float(b.w), float(b.h), view.frame, view.frame, view.field
+        )
         t.seen, t.last_bbox = 1, b
         self.tracks.append(t)
         self._active.append(t)

@@ -30,7 +30,9 @@ def test_screener_gives_each_cell_one_final_record(bundle, tmp_path) -> None:
     assert s.tracking_stats()["unique_cells"] == len(tracks)
     looked = {c.cell_id for r in results for c in r.cells if c.cell_id is not None}
     assert looked == set(ids)
-    assert all("track" in r.meta and r.meta["track"]["state"] in ("still", "moving", "new_field", "unknown") for r in results)
+    assert all(
+        "track" in r.meta and r.meta["track"]["state"] in ("still", "moving", "new_field", "unknown") for r in results
+    )
     assert any(r.finals for r in results)  # finals during the run also ride on the frame that ended them
     records = [json.loads(line) for line in out.read_text().splitlines()]
     finals = [r for r in records if r.get("record") == "final"]
@@ -44,7 +46,8 @@ def test_pool_source_counts_its_distinct_cells(bundle, tmp_path) -> None:
     """The default synthetic source cycles 2 frames of 3 cells: 6 cells, however long it runs."""
     out = tmp_path / "cells.jsonl"
     res = CliRunner().invoke(
-        main, ["screen", "--model", str(bundle.root), "--source", SMALL_SYNTHETIC + "&frames=8", "--out", str(out), "-q"]
+        main,
+        ["screen", "--model", str(bundle.root), "--source", SMALL_SYNTHETIC + "&frames=8", "--out", str(out), "-q"],
     )
     assert res.exit_code == 0, res.output
     assert "unique cells:      6 (each cell counted once)" in res.output
@@ -57,7 +60,9 @@ def test_pool_source_counts_its_distinct_cells(bundle, tmp_path) -> None:
 
 def test_tracking_off_counts_per_frame_and_the_report_says_so(bundle, tmp_path) -> None:
     out = tmp_path / "cells.jsonl"
-    with leukedge.Screener(bundle, source=SMALL_SYNTHETIC + "&frames=4", preprocess="cpu", out=out, tracking=False) as s:
+    with leukedge.Screener(
+        bundle, source=SMALL_SYNTHETIC + "&frames=4", preprocess="cpu", out=out, tracking=False
+    ) as s:
         results = list(s)
     assert all(c.cell_id is None for r in results for c in r.cells) and s.tracks == []
     rep = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "r.html")])

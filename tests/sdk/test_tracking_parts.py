@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from leukedge.errors import InvalidInputError
+from leukedge.synthetic import make_smear_frame
 from leukedge.tracking import (
     MOVING,
     NEW_FIELD,
@@ -26,7 +27,6 @@ from leukedge.tracking import (
 )
 from leukedge.tracking.assign import min_cost_pairs
 from leukedge.tracking.quality import DEFOCUSED, OVER_EXPOSED, UNDER_EXPOSED, FocusJudge, exposure_problem
-from leukedge.synthetic import make_smear_frame
 
 
 # -- assignment ------------------------------------------------------------------------------

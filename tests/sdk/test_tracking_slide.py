@@ -97,14 +97,20 @@ def test_bad_input_warns_or_starts_a_field_and_never_merges(slide, rng) -> None:
     def spoil(i, image, dets):
         kind = events.get(i)
         if kind == "size":
-            return np.ascontiguousarray(image[:400, :720]), [(k, b) for k, b in dets if b.x + b.w <= 720 and b.y + b.h <= 400]
+            return np.ascontiguousarray(image[:400, :720]), [
+                (k, b) for k, b in dets if b.x + b.w <= 720 and b.y + b.h <= 400
+            ]
         if kind == "black":
             return np.zeros_like(image), []
         if kind == "noise":
             return rng.integers(0, 256, image.shape, dtype=np.uint8), [(10_000, BBox(100, 100, 150, 150))]
         if kind == "bump":
             moved = np.roll(image, (200, 300), axis=(0, 1))
-            return moved, [(k, BBox(b.x + 300, b.y + 200, b.w, b.h)) for k, b in dets if b.x + b.w + 300 < 960 and b.y + b.h + 200 < 540]
+            return moved, [
+                (k, BBox(b.x + 300, b.y + 200, b.w, b.h))
+                for k, b in dets
+                if b.x + b.w + 300 < 960 and b.y + b.h + 200 < 540
+            ]
         return image, dets
 
     tracker = SlideTracker(TrackingSettings(), label_for=_label)
