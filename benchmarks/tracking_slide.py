@@ -119,7 +119,7 @@ def _figures(
     ids_of_truth: Dict[int, Set[int]],
     truths_of_id: Dict[int, Set[int]],
     focus_rows: List[Dict[str, Any]],
-    cost: List[float],
+    cost: List[Any],
 ) -> Dict[str, Any]:
     min_looks = tracker.settings.tracks.min_looks
     truth_count = sum(1 for n in eligible.values() if n >= min_looks)
