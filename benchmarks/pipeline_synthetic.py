@@ -182,6 +182,7 @@ def _tracking_figures(clfs: List[Dict[str, Any]], tracked: List[Dict[str, Any]])
         "track_ms_per_frame": mid["stage_ms"].get("track"),
         "ratio_each_repeat": [round(r["mean_cells_per_s"] / c["cells_per_s"], 3) for c, r in zip(clfs, tracked)],
         "fps_each_repeat": [r["mean_fps"] for r in tracked],
+        "cpu_ratio_each_repeat": [round(r["cells_per_cpu_s"] / c["cells_per_cpu_s"], 3) for c, r in zip(clfs, tracked)],
     }
 
 
