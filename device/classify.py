@@ -155,10 +155,11 @@ class ClassifyStage:
         if job is CLOSED:
             return None
         while True:
-            if not job.cells:
+            wanted = range(len(job.cells)) if job.to_classify is None else job.to_classify  # tracking may skip some
+            if not wanted:
                 self.done_out.put(job)
             else:
-                pending.extend((job, i) for i in range(len(job.cells)))
+                pending.extend((job, i) for i in wanted)
             if len(pending) >= self.models.batch_limit:
                 return pending
             job = self.jobs_in.get_nowait()

@@ -7,10 +7,13 @@
      live: newest frame    CPU inputs)             the CUDA LoG; owns       restored,            cap. 32
      files: lossless                               the models)              t_result)
 
-With a ``tracker`` (leukedge.tracking), a TrackStage (device/track.py) sits between capture and
-segmentation (``frames`` ─► TrackStage ─``judged``, cap. 1─► SegmentStage): it judges each frame's
-exposure, stage motion and focus in order, frames it skips are not segmented, and the
-ResultsStage pairs the classified cells with cell tracks and writes one final record per cell.
+With a ``tracker`` (leukedge.tracking), two stages of device/track.py join the graph: a
+TrackStage between capture and segmentation (``frames`` ─► TrackStage ─``judged``, cap. 1─►
+SegmentStage) judges each frame's exposure, stage motion and focus in order, and frames it
+skips are not segmented; a PairStage between segmentation and classification (``jobs`` ─►
+PairStage ─``paired``, cap. K+2─► ClassifyStage) restores frame order, pairs the cells with
+cell tracks and sends only new looks to the classifier.  The ResultsStage records the looks
+and writes one final record per cell.
 
 Channels are bounded (capacities above) and shared through one
 :class:`~leukedge.device.channel.RunControl`.  With a live source the
@@ -43,7 +46,7 @@ from leukedge.device.runtimes.base import Runtime
 from leukedge.device.sources.base import FrameSource, PushFrameSource
 from leukedge.device.stages import CaptureStage, FrameCounter, ResultOutlet, ResultsStage, SegmentStage
 from leukedge.device.stats import PipelineStats, StatsSnapshot
-from leukedge.device.track import JUDGED_CAPACITY, TrackStage
+from leukedge.device.track import JUDGED_CAPACITY, PairStage, TrackStage
 from leukedge.errors import HardwareUnavailableError, InvalidInputError
 from leukedge.segment import SegmentParams
 from leukedge.sinks.base import SinkSet
@@ -157,6 +160,11 @@ class Pipeline:
             )
             for _ in range(self.workers)
         ]
+        self.pair_stage: Optional[PairStage] = None
+        if self.tracker is not None:  # frame order restored, classification planned per cell
+            paired = c.channel(self.workers + 2, name="paired")
+            self.pair_stage = PairStage(jobs, paired, c, stats, self.tracker)
+            jobs = paired
         extra = self.classify_workers - 1
         others_done = threading.Semaphore(0)  # released by each extra worker as it leaves
         self.classifiers = [
@@ -209,8 +217,9 @@ class Pipeline:
         for k, stage in enumerate(self.classifiers[1:], start=1):
             self.control.spawn(f"leukedge-classify-{k}", stage.run)
         self.control.spawn("leukedge-results", self.results_stage.run)
-        if self.track_stage is not None:
+        if self.track_stage is not None and self.pair_stage is not None:
             self.control.spawn("leukedge-track", self.track_stage.run)
+            self.control.spawn("leukedge-pair", self.pair_stage.run)
         for k, seg in enumerate(self.segmenters):
             self.control.spawn(f"leukedge-segment-{k}", seg.run)
         return self

@@ -23,7 +23,7 @@ import numpy as np
 from leukedge.device.channel import CLOSED, Channel, RunControl
 from leukedge.device.sources.base import Frame, FrameSource
 from leukedge.device.stats import PipelineStats
-from leukedge.device.track import pair_cells, skip_segmenting
+from leukedge.device.track import record_cells, skip_segmenting
 from leukedge.errors import LeukedgeError
 from leukedge.manifest import Manifest, Preprocessing
 from leukedge.preprocess import preprocess
@@ -63,6 +63,8 @@ class Job:
     inputs: Optional[np.ndarray] = None
     p_all: List[float] = field(default_factory=list)
     cells_left: int = 0  # cells not classified yet; the classify stage counts it down
+    to_classify: Optional[List[int]] = None  # with tracking: the cells to classify (None: all)
+    track_plan: Any = None  # with tracking: the pair stage's leukedge.tracking.Assignment
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, i: int, value: float) -> bool:
@@ -266,13 +268,16 @@ class ResultsStage:
 
     def deliver(self, job: Job) -> None:
         m = self.manifest
-        cells = tuple(c.classified(p, m.label_for(p)) for c, p in zip(job.cells, job.p_all))
+        asked = set(range(len(job.cells)) if job.to_classify is None else job.to_classify)
+        cells = tuple(
+            c.classified(p, m.label_for(p)) if i in asked else c for i, (c, p) in enumerate(zip(job.cells, job.p_all))
+        )
         f = job.frame
         meta = dict(f.meta)
         finals: tuple = ()
         if self.tracker is not None and f.track is not None:
             t0 = time.perf_counter()
-            cells, meta["track"], finals = pair_cells(self.tracker, f.track, cells)
+            cells, meta["track"], finals = record_cells(self.tracker, job, cells)
             self.stats.add_busy("track", time.perf_counter() - t0)
         self._source = f.source
         result = FrameResult(

@@ -14,13 +14,14 @@ from leukedge.tracking.looks import Look, LookPolicy, combine_p_all
 from leukedge.tracking.motion import MOVING, NEW_FIELD, STILL, MotionSettings, MotionStep, StageMotion
 from leukedge.tracking.quality import QualitySettings, exposure_of, focus_score, working_grey
 from leukedge.tracking.slide import SKIP_REASONS, FrameTrack, Judgement, SlideTracker, TrackingSettings
-from leukedge.tracking.tracks import CellTrack, CellTracker, TrackSettings, View
+from leukedge.tracking.tracks import Assignment, CellTrack, CellTracker, TrackSettings, View
 
 __all__ = [
     "MOVING",
     "NEW_FIELD",
     "SKIP_REASONS",
     "STILL",
+    "Assignment",
     "CellTrack",
     "CellTracker",
     "FrameTrack",

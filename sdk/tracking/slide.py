@@ -24,7 +24,7 @@ from leukedge.tracking.quality import (
     focus_score,
     working_grey,
 )
-from leukedge.tracking.tracks import CellTrack, CellTracker, TrackSettings, View
+from leukedge.tracking.tracks import Assignment, CellTrack, CellTracker, TrackSettings, View
 from leukedge.types import BBox
 
 log = logging.getLogger("leukedge.tracking")
@@ -144,16 +144,33 @@ class SlideTracker:
 
     def pair(self, j: Judgement, boxes: Sequence[BBox], p_all: Sequence[Optional[float]]) -> FrameTrack:
         """Give the cells of judged frame ``j`` their cell_ids (frames in the order they were judged)."""
+        return self.record(j, self.assign(j, boxes), p_all)
+
+    def assign(self, j: Judgement, boxes: Sequence[BBox]) -> Assignment:
+        """Pair the cells of judged frame ``j`` with tracks and say which to classify (frames in order)."""
         if (
             j.step is not None and j.step.merged is not None
         ):  # a place seen before a jump: its cells are those seen then
             self.cells.move_island(*j.step.merged)
+        view = self._view(j)
+        if view is None:
+            n = len(boxes)
+            return Assignment([None] * n, [False] * n, [True] * n, [])
+        return self.cells.assign(view, boxes)
+
+    def record(self, j: Judgement, plan: Assignment, p_all: Sequence[Optional[float]]) -> FrameTrack:
+        """The classified cells' p_all (None: not classified) into the looks; cell_ids and final records."""
+        view = self._view(j)
+        if view is None:
+            return FrameTrack(j, [None] * len(plan.tracks), [])
+        ids, finals = self.cells.record(view, plan, p_all)
+        return FrameTrack(j, ids, finals)
+
+    def _view(self, j: Judgement) -> Optional[View]:
         where = j.where
         if where is None:
-            return FrameTrack(j, [None] * len(boxes), [])
-        view = View(j.frame, where.x, where.y, j.width, j.height, where.field, j.focus, looking=j.skip is None)
-        ids, finals = self.cells.observe(view, boxes, p_all)
-        return FrameTrack(j, ids, finals)
+            return None
+        return View(j.frame, where.x, where.y, j.width, j.height, where.field, j.focus, looking=j.skip is None)
 
     def _motion(self, grey: np.ndarray, scale: float) -> MotionStep:
         step = self.motion.update(grey, scale)
@@ -186,4 +203,6 @@ class SlideTracker:
             "looks_per_cell": round(float(np.mean([t.good_frames for t in counted])), 2) if counted else None,
             "cells_per_field": round(len(counted) / len(fields), 2) if fields else None,
             "dropped_tracks": self.cells.dropped,
+            "cells_found": self.cells.detections,
+            "cells_classified": self.cells.classified,
         }

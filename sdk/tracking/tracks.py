@@ -60,6 +60,7 @@ class CellTrack:
     good_frames: int = 0  # frames that showed it whole, still, sharp and well exposed
     seen: int = 0  # frames it was paired in
     looks: List[Look] = dc_field(default_factory=list)  # the counted looks (at most max_looks)
+    asked: List[float] = dc_field(default_factory=list)  # focus of each frame it was sent to the classifier for
     revisits: int = 0  # returns to it after it was finished
     finished: bool = False
     last_bbox: Optional[BBox] = None  # in the frame it was last paired in
@@ -101,7 +102,28 @@ class View:
     looking: bool  # still, sharp, well exposed
 
 
+@dataclass
+class Assignment:
+    """Which track each cell of a frame belongs to, which cells to classify, which tracks left.
+
+    ``look[i]``: cell ``i``'s classification counts as a look at its track (the frame is sharper
+    than every frame its track was classified in, by ``sharper_by``, and the track has been
+    classified fewer than ``2 × max_looks`` times); ``classify[i]``: cell ``i`` goes to the
+    classifier (its looks, and the cells that belong to no track, for display).  The other
+    cells carry their track's p_all.
+    """
+
+    tracks: List[Optional[CellTrack]]
+    look: List[bool]
+    classify: List[bool]
+    leaving: List[CellTrack]
+
+
 class CellTracker:
+    """Cells to tracks in two steps, so that a pipeline can classify in between:
+    :meth:`assign` (boxes only: pairing, which cells to classify, tracks that left) and
+    :meth:`record` (their p_all: looks, final records).  :meth:`observe` does both."""
+
     def __init__(self, settings: Optional[TrackSettings] = None, *, label_for: Callable[[float], str]) -> None:
         self.settings = settings or TrackSettings()
         self.label_for = label_for
@@ -110,16 +132,39 @@ class CellTracker:
         self.confirmed = 0
         self.dropped = 0  # times an unconfirmed track left the view
         self.revisit_pairs = 0  # cells paired with a finished track
+        self.detections = 0  # cells handed to assign()
+        self.classified = 0  # of those, sent to the classifier
 
     def observe(
         self, view: View, boxes: Sequence[BBox], p_all: Sequence[Optional[float]]
     ) -> Tuple[List[Optional[int]], List[CellTrack]]:
         """The cell_id of each box (None: not a counted cell, or not paired) and the tracks
         finished at this frame."""
-        ids: List[Optional[int]] = [None] * len(boxes)
+        plan = self.assign(view, boxes)
+        return self.record(view, plan, p_all)
+
+    def assign(self, view: View, boxes: Sequence[BBox]) -> Assignment:
+        """Pair ``boxes`` (frame px) with tracks, decide which to classify, find the tracks that left."""
+        n = len(boxes)
+        plan = Assignment([None] * n, [False] * n, [True] * n, [])
         if view.looking and boxes:
-            ids = self._pair(view, boxes, p_all)
-        return ids, self._leave(view)
+            self._pair(view, boxes, plan)
+        self.detections += n
+        self.classified += sum(plan.classify)
+        plan.leaving = self._leave(view)
+        return plan
+
+    def record(
+        self, view: View, plan: Assignment, p_all: Sequence[Optional[float]]
+    ) -> Tuple[List[Optional[int]], List[CellTrack]]:
+        """The looks' p_all (None for a cell not classified); (each cell's cell_id, final records)."""
+        for t, look, p in zip(plan.tracks, plan.look, p_all):
+            if t is not None and look and p is not None:
+                self.settings.looks.admit(t.looks, Look(view.frame, float(p), float(view.focus)))
+                t.p_all = combine_p_all(t.looks)
+                t.label = self.label_for(t.p_all)
+        ids = [None if t is None else t.cell_id for t in plan.tracks]
+        return ids, [t for t in plan.leaving if self._close(t)]
 
     def move_island(self, island: int, dx: float, dy: float) -> None:
         """Stage motion found that ``island`` of slide coordinates lies at (dx, dy) from where it was put."""
@@ -129,26 +174,25 @@ class CellTracker:
 
     def finish(self) -> List[CellTrack]:
         """End of the run: finish every track still open."""
-        out = []
-        for t in self._active:
-            if self._close(t):
-                out.append(t)
+        out = [t for t in self._active if self._close(t)]
         self._active = []
         return out
 
     # -- pairing ------------------------------------------------------------------------
-    def _pair(self, view: View, boxes: Sequence[BBox], p_all: Sequence[Optional[float]]) -> List[Optional[int]]:
+    def _pair(self, view: View, boxes: Sequence[BBox], plan: Assignment) -> None:
         near = [t for t in self.tracks if _overlaps(t, view)]
         pairs = min_cost_pairs(self._costs(view, boxes, near), max_cost=self.settings.gate) if near else []
-        ids: List[Optional[int]] = [None] * len(boxes)
         paired = set()
         for i, k in pairs:
             paired.add(i)
-            ids[i] = self._update(near[k], view, boxes[i], p_all[i])
+            plan.tracks[i] = near[k]
+            plan.look[i] = self._update(near[k], view, boxes[i])
         for i, b in enumerate(boxes):
             if i not in paired and not _cut(b, view) and not self._crowded(view, b, near):
-                ids[i] = self._start(view, b, p_all[i])
-        return ids
+                plan.tracks[i] = self._start(view, b)
+                plan.look[i] = self._wants_look(plan.tracks[i], view)  # type: ignore[arg-type]
+        for i, t in enumerate(plan.tracks):  # a cell of no track is classified for display
+            plan.classify[i] = t is None or plan.look[i] or (not t.finished and not t.asked)
 
     def _crowded(self, view: View, b: BBox, near: List[CellTrack]) -> bool:
         """True when an unpaired box overlaps a known cell: a blob split or merged differently
@@ -173,7 +217,8 @@ class CellTracker:
         cost[ratio > self.settings.max_size_ratio] = FORBIDDEN
         return cost
 
-    def _update(self, t: CellTrack, view: View, b: BBox, p: Optional[float]) -> Optional[int]:
+    def _update(self, t: CellTrack, view: View, b: BBox) -> bool:
+        """Pair ``t`` with box ``b``; True when this frame's classification of it is a look."""
         if t.finished and t.cell_id is None:  # glimpsed once before, met again: it may count now
             t.finished = False
             self._active.append(t)
@@ -184,33 +229,34 @@ class CellTracker:
         t.last_frame = view.frame
         t.last_bbox = b
         if t.finished:
-            return t.cell_id  # its final record is out: later looks change nothing
+            return False  # its final record is out: later looks change nothing
         if _cut(b, view) or not _similar(b, t):
-            return t.cell_id  # a cut cell or an odd blob keeps its id but moves no box and gives no look
+            return False  # a cut cell or an odd blob keeps its id but moves no box and gives no look
         t.x, t.y, t.w, t.h = view.x + b.x, view.y + b.y, float(b.w), float(b.h)
-        if p is not None:
-            self._look(t, view, p)
-        return t.cell_id
+        return self._wants_look(t, view)
 
-    def _start(self, view: View, b: BBox, p: Optional[float]) -> Optional[int]:
+    def _start(self, view: View, b: BBox) -> CellTrack:
         t = CellTrack(
             len(self.tracks), view.x + b.x, view.y + b.y, float(b.w), float(b.h), view.frame, view.frame, view.field
         )
         t.seen, t.last_bbox = 1, b
         self.tracks.append(t)
         self._active.append(t)
-        if p is not None:
-            self._look(t, view, p)
-        return t.cell_id
+        return t
 
-    def _look(self, t: CellTrack, view: View, p: float) -> None:
+    def _wants_look(self, t: CellTrack, view: View) -> bool:
+        """A good, whole sight of ``t``: it counts towards confirming the cell, and is classified
+        as a look when sharper (by ``sharper_by``) than every frame it was classified in, at most
+        ``2 × max_looks`` times."""
         t.good_frames += 1
-        self.settings.looks.admit(t.looks, Look(view.frame, float(p), float(view.focus)))
-        t.p_all = combine_p_all(t.looks)
-        t.label = self.label_for(t.p_all)
         if t.cell_id is None and t.good_frames >= self.settings.min_looks:
             t.cell_id = self.confirmed
             self.confirmed += 1
+        policy = self.settings.looks
+        if t.asked and (view.focus <= max(t.asked) * (1.0 + policy.sharper_by) or len(t.asked) >= 2 * policy.max_looks):
+            return False
+        t.asked.append(float(view.focus))
+        return True
 
     # -- leaving ------------------------------------------------------------------------
     def _leave(self, view: View) -> List[CellTrack]:

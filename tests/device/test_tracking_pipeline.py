@@ -85,3 +85,20 @@ def test_tracking_argument_is_checked(bundle) -> None:
         leukedge.Screener(bundle, source=SMALL_SYNTHETIC, tracking="yes")
     s = leukedge.Screener(bundle, source=SMALL_SYNTHETIC, tracking=TrackingSettings())
     assert s.tracker is not None
+
+
+def test_a_still_field_is_classified_once_per_cell(bundle) -> None:
+    """The same frame 12 times: each cell goes to the classifier on first sight only; every later
+    frame's cells carry their track's p_all and label."""
+    with leukedge.Screener(bundle, source=SMALL_SYNTHETIC + "&pool=1&frames=12", preprocess="cpu") as s:
+        results = list(s)
+        stats = s.stats()
+    track = s.tracking_stats()
+    n = len(results[0].cells)
+    assert n >= 1 and track["cells_found"] == 12 * n
+    assert track["cells_classified"] == n  # not 12 × n
+    assert stats.batches >= 1 and stats.mean_batch * stats.batches == n
+    assert track["unique_cells"] == n and len(s.tracks) == n
+    first = {c.cell_id: c.p_all for c in results[1].cells}
+    for r in results[1:]:
+        assert all(c.label in ("all", "hem") and c.p_all == first[c.cell_id] for c in r.cells)
