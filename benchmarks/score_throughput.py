@@ -238,7 +238,7 @@ def main() -> None:
     common = {"bundle": str(bundle), "precision": args.precision, "batch_size": args.batch_size}
 
     if args.cluster:
-        data = subset(files, args.count, tmp) if args.count < len(files) else args.data
+        data = subset(files, args.count, tmp)  # exactly these files, whatever else --data holds
         report["cluster"] = compare_cluster(data, tmp, [int(x) for x in args.workers.split(",")], args.repeat, common)
         report["machine"]["load_after"] = os.getloadavg()
         shutil.rmtree(tmp, ignore_errors=True)
