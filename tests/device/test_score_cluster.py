@@ -175,7 +175,11 @@ def test_killed_worker_node_then_killed_driver_lose_and_duplicate_nothing(
     """Last in this module: it kills the worker node."""
     out = tmp_path / "r.csv"
     args = [*inputs, "--out", str(out), "--mode", "cells", "--cluster", cluster.address, "--no-progress"]
-    done = _run_and_kill(_cli(*args, "--workers", "2"), out, 32, lambda p: cluster.worker.kill())
+    first = [a for a in args if a != "--no-progress"] + ["--progress", "--workers", "2"]
+    done = _run_and_kill(_cli(*first), out, 32, lambda p: cluster.worker.kill())
+    # Progress in a log: where the run goes, then plain progress lines.
+    assert f"cluster: Ray cluster {cluster.address}, 2 node(s), 2 CPU(s), 0 GPU(s); 2 scoring worker(s)" in done.stdout
+    assert "score: 554/554 images (100%)" in done.stdout or done.returncode == 6
     # The head's worker carries on with the dead node's chunks; an error here would also be fair,
     # as long as the resume below completes.
     assert done.returncode in (0, 8, 6), done.stderr
