@@ -126,16 +126,20 @@ class ParquetStore:
             self._merge()
 
     def read(self) -> Iterator[Row]:
-        """Rows of ``<out>`` and then of the parts not already in it."""
-        seen: Set[str] = set()
-        if self.path.exists():
-            for row in self._rows(self.path):
-                seen.add(row["source"])
-                yield row
-        for part in self._part_files():
-            for row in self._rows(part):
-                if row["source"] not in seen:
+        """Rows of ``<out>`` and then of the parts, each image once: an image already read (in
+        ``<out>``, or in an earlier part) is left out wherever it comes again."""
+        done: Set[str] = set()
+        for path in self._files():
+            current: Optional[str] = None
+            for row in self._rows(path):
+                if row["source"] != current:
+                    if current is not None:
+                        done.add(current)
+                    current = row["source"]
+                if current not in done:
                     yield row
+            if current is not None:
+                done.add(current)
 
     # --- internals -------------------------------------------------------------------
     def _files(self) -> List[Path]:

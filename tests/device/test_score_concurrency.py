@@ -113,3 +113,23 @@ def test_a_screen_results_file_has_one_writer(tmp_path) -> None:
         second = cls(tmp_path / name, "m")
         second.open()  # free again once the first closed
         second.close()
+
+
+def test_parquet_reader_counts_an_image_in_two_parts_once(tmp_path, bundle, cells) -> None:
+    """Parts that hold the same image twice (two runs wrote parts before the lock existed) read as one image."""
+    pytest.importorskip("pyarrow")
+    import shutil
+
+    from leukedge.device.scoring.parquet_store import ParquetStore
+
+    out = tmp_path / "r.parquet"
+    score_files([cells], out, model=bundle.root, workers=0)
+    parts = tmp_path / "r.parquet.parts"
+    parts.mkdir()
+    shutil.copy(out, parts / "part-000001.parquet")
+    shutil.copy(out, parts / "part-000002.parquet")
+    rows = list(ParquetStore(out, {"model": "", "precision": "", "backend": ""}).read())
+    assert len(rows) == len({r["source"] for r in rows}) == 4
+    out.unlink()  # only the parts: the second part repeats the first
+    rows = list(ParquetStore(out, {"model": "", "precision": "", "backend": ""}).read())
+    assert len(rows) == 4
