@@ -59,6 +59,8 @@ def segment_files(
     each line names its crop (``"crop"``, relative to ``crops_dir``), laid
     out in the inputs' sub-folders.
     """
+    if not (isinstance(source_scale, (int, float)) and 0.01 <= source_scale <= 100.0):  # NaN fails too
+        raise InvalidInputError(f"--source-scale is {source_scale!r}, expected a number in [0.01, 100] (1.0: C-NMC's)")
     if not 16 <= crop_px <= MAX_CROP_PX:
         raise InvalidInputError(f"--crop-px is {crop_px}, expected an integer in [16, {MAX_CROP_PX}] (C-NMC: 450)")
     listing = FileListing()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from typing import Any
 
@@ -49,6 +50,37 @@ class _Unavailable(click.Command):
         )
 
 
+class FiniteFloat(click.ParamType):
+    """A float option that refuses NaN and infinities, whatever its range says.
+
+    click's ``FloatRange`` compares with ``<``, which is False for NaN, so
+    ``--source-scale nan`` would pass every bound; every float option of
+    every command gets this check (:func:`_finite_floats`).
+    """
+
+    def __init__(self, inner: click.ParamType) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = self.inner.convert(value, param, ctx)
+        if isinstance(number, float) and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+    def get_metavar(self, *args: Any, **kw: Any) -> str | None:
+        return self.inner.get_metavar(*args, **kw)
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+
+def _finite_floats(cmd: click.Command) -> None:
+    for p in cmd.params:
+        if isinstance(p.type, click.types.FloatParamType):
+            p.type = FiniteFloat(p.type)
+
+
 class LeukedgeGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -70,6 +102,7 @@ class LeukedgeGroup(click.Group):
                 return _Unavailable(name, spec, [f"the module {module} (not part of this installation)"])
             raise
         assert isinstance(cmd, click.Command)
+        _finite_floats(cmd)
         return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -29,7 +29,11 @@ from leukedge.images import DEFAULT_MAX_PIXELS
     help="Side of the saved crops (C-NMC: 450).",
 )
 @click.option(
-    "--source-scale", default=1.0, show_default=True, help="Frame µm/pixel ÷ C-NMC's; 2.0 if cells look half as big."
+    "--source-scale",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.01, 100.0),
+    help="Frame µm/pixel ÷ C-NMC's; 2.0 if cells look half as big.",
 )
 @click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, help="Refuse images larger than this.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT (and crops of the same images).")

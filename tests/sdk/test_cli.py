@@ -136,3 +136,24 @@ def test_type_stubs_alone_do_not_count_as_installed(tmp_path, monkeypatch) -> No
     assert not extras.has("fakevendor")
     with pytest.raises(extras.MissingDependencyError, match="fakevendor is needed for testing but is not installed"):
         extras.require("fakevendor")
+
+
+@pytest.mark.parametrize("bad", ["nan", "NaN", "inf", "-inf", "1e400"])
+def test_every_float_option_of_every_command_refuses_non_finite_values(bad: str) -> None:
+    import click
+
+    ctx = click.Context(main)
+    checked = 0
+    for name in main.list_commands(ctx):
+        cmd = main.get_command(ctx, name)
+        for p in cmd.params if cmd is not None else []:
+            if isinstance(p, click.Option) and getattr(p.type, "name", "") in ("float", "float range"):
+                with pytest.raises(click.BadParameter, match="not a finite number|not in the range"):
+                    p.type.convert(bad, p, None)
+                checked += 1
+    assert checked >= 8  # segment --source-scale, screen --serve-fps/--duration, bench, demo, train, convert …
+
+
+def test_segment_source_scale_has_a_range(tmp_path) -> None:
+    r = run("segment", str(tmp_path), "--out", str(tmp_path / "o.jsonl"), "--source-scale", "-1")
+    assert r.exit_code == 2 and "--source-scale" in r.output
