@@ -155,7 +155,7 @@ if [ -n "$MODEL" ]; then
   done
   step "leukedge screen --preprocess cuda"
   "$GPU_DIR/venv/bin/leukedge" screen "synthetic://?frames=20&pool=2" --model "$MODEL" --preprocess cuda -q \
-    --out "$GPU_DIR/screen_cuda.jsonl" || fail "screen --preprocess cuda failed" 9
+    --out "$GPU_DIR/screen_cuda.jsonl" --overwrite || fail "screen --preprocess cuda failed" 9
 fi
 
 step "done in $(($(date +%s) - T0)) s: $([ "$STATUS" -eq 0 ] && echo 'all steps passed' || echo "FAILED (status $STATUS)")"

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from leukedge.errors import InvalidInputError
 from leukedge.jsonl import JsonlWriter
 from leukedge.outlock import OutputLock
 from leukedge.results import cell_records, final_records
@@ -29,8 +30,10 @@ class _FileSink(Sink):
         *,
         append: bool = False,
         crops: Optional[CropStore] = None,
+        refuse_existing: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.refuse_existing = refuse_existing  # the CLI's rule: a finished run's file is not replaced silently
         self.model = model
         self.append = append
         self.crops = crops
@@ -55,6 +58,11 @@ class _FileSink(Sink):
 
     def open(self) -> None:
         self._lock.acquire()  # one writer per results file, for the run's life
+        if self.refuse_existing and not self.append and self.path.exists() and self.path.stat().st_size > 0:
+            self._lock.release()
+            raise InvalidInputError(
+                f"--out {self.path} already exists", hint="pass --overwrite to replace it, or write to another file"
+            )
         if self.crops is not None:
             try:
                 self.crops.open()

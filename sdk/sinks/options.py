@@ -34,8 +34,9 @@ def sink_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "outs",
             multiple=True,
             type=click.Path(dir_okay=False, path_type=Path),
-            help="Results file, one row per cell (.jsonl or .csv). Repeatable.",
+            help="Results file, one row per cell (.jsonl or .csv). Repeatable. An existing file is refused.",
         ),
+        click.option("--overwrite", is_flag=True, help="Replace --out files that already exist."),
         click.option(
             "--save-crops",
             is_flag=True,
@@ -106,6 +107,7 @@ class SinkOptions:
     """
 
     outs: Tuple[Path, ...] = ()
+    overwrite: bool = False
     save_crops: bool = False
     max_crops: int = DEFAULT_MAX_CROPS
     min_cells: int = DEFAULT_MIN_CELLS
@@ -159,7 +161,7 @@ def build_sinks(model_id: str, manifest: Manifest, options: Optional[SinkOptions
                 f"--out {out}: unknown results format {out.suffix!r}, expected one of {', '.join(FILE_SUFFIXES)}",
                 hint="name the file cells.jsonl or cells.csv",
             )
-        sinks.add(cls(out, model_id, crops=crops))
+        sinks.add(cls(out, model_id, crops=crops, refuse_existing=not o.overwrite))
     if o.mqtt:
         sinks.add(_mqtt_sink(o, model_id, band))
     elif o.mqtt_user or o.mqtt_ca or o.mqtt_cert or o.mqtt_key or o.mqtt_device_id:

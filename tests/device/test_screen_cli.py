@@ -187,3 +187,15 @@ def test_serve_on_port_0_prints_the_address_it_got(bundle) -> None:
     line = next(x for x in r.output.splitlines() if x.strip().startswith("live view:"))
     port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
     assert port > 0
+
+
+def test_an_existing_out_is_not_replaced_without_overwrite(bundle, tmp_path) -> None:
+    out = tmp_path / "cells.jsonl"
+    out.write_text('{"an": "earlier run"}\n')
+    args = ["screen", "--model", str(bundle.root), "--source", SMALL_SYNTHETIC, "--max-frames", "1", "--quiet"]
+    r = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert r.exit_code == 3 and "already exists" in r.output and "--overwrite" in r.output
+    assert out.read_text() == '{"an": "earlier run"}\n'
+    r = CliRunner().invoke(main, [*args, "--out", str(out), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert "earlier run" not in out.read_text()
