@@ -123,6 +123,11 @@ _HINTS = {
 }
 
 
+def is_file_error(exc: OSError) -> bool:
+    """An error of the file system (full, read-only, permissions, size limit), not e.g. a refused network connection."""
+    return exc.filename is not None or (exc.errno or 0) in _HINTS or exc.errno == errno.EIO
+
+
 def output_error(exc: OSError, out: str | os.PathLike[str]) -> OutputError:
     """A clear error for a failed write of ``out`` (or one of its sidecars), with what to do about it."""
     why = exc.strerror or str(exc)

@@ -31,7 +31,7 @@ from leukedge.errors import InvalidInputError
 from leukedge.images import FileListing, list_image_paths, no_images_error
 from leukedge.jsonl import JsonlWriter
 from leukedge.manifest import Manifest
-from leukedge.outlock import OutputLock, output_error
+from leukedge.outlock import OutputLock, is_file_error, output_error
 from leukedge.segment import SegmentParams
 
 if TYPE_CHECKING:
@@ -176,6 +176,8 @@ def score_files(
         try:
             _score_into(store, files, summary, engine, run, resume=resume, overwrite=overwrite, options=options)
         except OSError as exc:  # images are read in workers and reported per image: this is a write
+            if not is_file_error(exc):
+                raise  # e.g. a cluster's connection: not the results file's fault
             err = output_error(exc, out_path)
             err.hint = f"{err.hint}; the images written so far are kept: run again with --resume to finish"
             raise err from exc
