@@ -83,7 +83,7 @@ def choose_preprocess(mode: str, spec: Preprocessing, *, device: int = 0) -> Tup
         return "cuda", "CUDA device usable"
     if mode == "cuda":
         raise HardwareUnavailableError(
-            f"{arg('preprocess', 'cuda')}: the CUDA LoG cannot run here: {problem}",
+            f"{arg('preprocess', 'cuda')}: {problem}",
             hint="use --preprocess auto or cpu here; on a Jetson/GPU machine install pycuda "
             "(pip install 'leukedge[jetson]') and check 'leukedge doctor'",
         )

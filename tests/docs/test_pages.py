@@ -126,12 +126,27 @@ ERROR_CLASSES = {
 }
 
 
+def _argument(node: ast.expr) -> str:
+    """``{arg('preprocess', 'cuda')}`` as the CLI prints it (``--preprocess cuda``); anything else: ".*?"."""
+    from leukedge.arguments import arg, flag, for_cli
+
+    call = getattr(node, "value", None)
+    if not (isinstance(call, ast.Call) and getattr(call.func, "id", "") == "arg" and len(call.args) == 2):
+        return ".*?"
+    name, value = call.args
+    if not isinstance(name, ast.Constant):
+        return ".*?"
+    if isinstance(value, ast.Constant):
+        return re.escape(for_cli(arg(name.value, value.value)))
+    return re.escape(flag(name.value) + " ") + ".*?"
+
+
 def _pattern(node: ast.expr) -> str:
     """A regex for the text an expression makes: literal parts exact, computed parts anything."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return re.escape(node.value)
     if isinstance(node, ast.JoinedStr):
-        return "".join(_pattern(v) if isinstance(v, ast.Constant) else ".*?" for v in node.values)
+        return "".join(_pattern(v) if isinstance(v, ast.Constant) else _argument(v) for v in node.values)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         return _pattern(node.left) + _pattern(node.right)
     if isinstance(node, ast.IfExp):
