@@ -155,7 +155,7 @@ class SlideTracker:
         view = self._view(j)
         if view is None:
             n = len(boxes)
-            return Assignment([None] * n, [False] * n, [True] * n, [])
+            return Assignment([None] * n, [False] * n, [False] * n, [])
         return self.cells.assign(view, boxes)
 
     def record(self, j: Judgement, plan: Assignment, p_all: Sequence[Optional[float]]) -> FrameTrack:

@@ -109,8 +109,9 @@ class Assignment:
     ``look[i]``: cell ``i``'s classification counts as a look at its track (the frame is sharper
     than every frame its track was classified in, by ``sharper_by``, and the track has been
     classified fewer than ``2 × max_looks`` times); ``classify[i]``: cell ``i`` goes to the
-    classifier (its looks, and the cells that belong to no track, for display).  The other
-    cells carry their track's p_all.
+    classifier (its looks, and whole cells that belong to no track, for display).  The other
+    cells carry their track's p_all, or stay unclassified (cells cut by the frame's edge,
+    cells of frames not looked at).
     """
 
     tracks: List[Optional[CellTrack]]
@@ -146,7 +147,7 @@ class CellTracker:
     def assign(self, view: View, boxes: Sequence[BBox]) -> Assignment:
         """Pair ``boxes`` (frame px) with tracks, decide which to classify, find the tracks that left."""
         n = len(boxes)
-        plan = Assignment([None] * n, [False] * n, [True] * n, [])
+        plan = Assignment([None] * n, [False] * n, [False] * n, [])
         if view.looking and boxes:
             self._pair(view, boxes, plan)
         self.detections += n
@@ -191,8 +192,9 @@ class CellTracker:
             if i not in paired and not _cut(b, view) and not self._crowded(view, b, near):
                 plan.tracks[i] = self._start(view, b)
                 plan.look[i] = self._wants_look(plan.tracks[i], view)  # type: ignore[arg-type]
-        for i, t in enumerate(plan.tracks):  # a cell of no track is classified for display
-            plan.classify[i] = t is None or plan.look[i] or (not t.finished and not t.asked)
+        for i, (t, b) in enumerate(zip(plan.tracks, boxes)):  # whole cells of no track: for display
+            whole = not _cut(b, view)
+            plan.classify[i] = plan.look[i] or (whole and (t is None or (not t.finished and not t.asked)))
 
     def _crowded(self, view: View, b: BBox, near: List[CellTrack]) -> bool:
         """True when an unpaired box overlaps a known cell: a blob split or merged differently
