@@ -137,7 +137,8 @@ class Manifest:
             "input_name": d["input_name"],
             "output_name": d["output_name"],
             "preprocessing": d["preprocessing"],
-            "decision": {"threshold": d["decision"]["threshold"], "indeterminate": d["decision"]["indeterminate"]},
+            # every decision field but the prose of 'policy', so a field added later is covered too
+            "decision": {k: v for k, v in d["decision"].items() if k != "policy"},
         }
 
     def to_dict(self) -> dict[str, Any]:
