@@ -24,9 +24,10 @@ from leukedge.cnmc import parse_cnmc_name
 from leukedge.device.runtimes import ModelRef, choose_backend, open_runtime, resolve_model
 from leukedge.device.runtimes.base import Runtime
 from leukedge.device.scoring.engine import LocalEngine, default_workers, iter_prepared, iter_scored, rows_of
+from leukedge.device.scoring.options import ScoreOptions
 from leukedge.device.scoring.progress import Progress
 from leukedge.device.scoring.stores import STORES, Recovered
-from leukedge.device.scoring.work import MODES, PrepareOptions, source_key
+from leukedge.device.scoring.work import PrepareOptions, source_key
 from leukedge.errors import InvalidInputError
 from leukedge.images import FileListing, list_image_paths, no_images_error
 from leukedge.jsonl import JsonlWriter
@@ -67,15 +68,6 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def _check_options(mode: str, batch_size: int, workers: Optional[int]) -> None:
-    if mode not in MODES:
-        raise InvalidInputError(f"--mode is {mode!r}, expected one of {', '.join(MODES)}")
-    if batch_size < 1:
-        raise InvalidInputError(f"--batch-size is {batch_size}, expected at least 1")
-    if workers is not None and workers < 0:
-        raise InvalidInputError(f"--workers is {workers}, expected 0 (no worker processes) or more")
-
-
 def open_store(out: Path, run: Dict[str, str]) -> Any:
     """The results store for ``out``'s suffix (.csv, .jsonl or .parquet)."""
     suffix = out.suffix.lower()
@@ -100,9 +92,7 @@ def read_results(path: Union[str, os.PathLike[str]]) -> Iterator[Dict[str, Any]]
     return store.read()  # type: ignore[no-any-return]
 
 
-def _runtime_for(
-    model: ModelArg, backend: str, precision: str, workers: Optional[int]
-) -> Tuple[Runtime, Dict[str, str]]:
+def _runtime_for(model: ModelArg, options: ScoreOptions) -> Tuple[Runtime, Dict[str, str]]:
     """The (unopened) runtime and the run's identity.
 
     ONNX Runtime gets the cores the workers leave (at least one thread): its
@@ -110,23 +100,24 @@ def _runtime_for(
     process's CPU time per image while the workers need those cores.
     """
     ref = model if isinstance(model, ModelRef) else resolve_model(model)
-    name = choose_backend(ref, backend)
-    options: Dict[str, Any] = {}
+    name = choose_backend(ref, options.backend)
+    runtime_options: Dict[str, Any] = {}
     if name == "onnxruntime":
         cores = os.cpu_count() or 1
-        options["threads"] = max(1, cores - (cores if workers is None else workers))
-    runtime = open_runtime(ref, backend=name, precision=precision, **options)
+        workers = options.workers
+        runtime_options["threads"] = max(1, cores - (cores if workers is None else workers))
+    runtime = open_runtime(ref, backend=name, precision=options.precision, **runtime_options)
     return runtime, {"model": ref.identity, "precision": runtime.precision, "backend": runtime.name}
 
 
-def _engine_for(model: ModelArg, backend: str, precision: str, workers: Optional[int], cluster: ClusterArg) -> Any:
+def _engine_for(model: ModelArg, options: ScoreOptions, cluster: ClusterArg) -> Any:
     """This machine's engine, or with ``cluster`` the Ray one (``cluster.py``): the same interface."""
     if cluster is None:
-        runtime, run = _runtime_for(model, backend, precision, workers)
-        return LocalEngine(runtime, run, workers)
+        runtime, run = _runtime_for(model, options)
+        return LocalEngine(runtime, run, options.workers)
     from leukedge.device.scoring.cluster import ClusterEngine, ClusterOptions
 
-    return ClusterEngine(ClusterOptions.of(cluster, workers), model, backend, precision)
+    return ClusterEngine(ClusterOptions.of(cluster, options.workers), model, options.backend, options.precision)
 
 
 def score_files(
@@ -157,11 +148,11 @@ def score_files(
     (``workers`` is then the number of scoring actors); see docs/scoring.md.
     """
     t0 = time.monotonic()
-    _check_options(mode, batch_size, workers)
+    options = ScoreOptions(backend, precision, batch_size, workers, mode, progress, params).checked()
     out_path = Path(out)
     if resume and overwrite:
         raise InvalidInputError("--resume and --overwrite contradict each other", hint="pass one of them")
-    engine = _engine_for(model, backend, precision, workers, cluster)
+    engine = _engine_for(model, options, cluster)
     run = engine.run
     store = open_store(out_path, run)
     summary = ScoreSummary(out=out_path, run=run)
@@ -171,7 +162,6 @@ def score_files(
     summary.unreadable = [(str(p), f"folder cannot be read: {why}") for p, why in listing.unreadable]
     if not files:
         raise no_images_error(inputs, listing)
-    options = _RunOptions(mode=mode, batch_size=batch_size, workers=workers, progress=progress, params=params)
     with OutputLock(out_path):  # one writer for the results file and its sidecars, for the whole run
         try:
             _score_into(store, files, summary, engine, run, resume=resume, overwrite=overwrite, options=options)
@@ -185,15 +175,6 @@ def score_files(
     return summary
 
 
-@dataclass
-class _RunOptions:
-    mode: str
-    batch_size: int
-    workers: Optional[int]
-    progress: Optional[bool]
-    params: Optional[SegmentParams]
-
-
 def _score_into(
     store: Any,
     files: List[str],
@@ -203,7 +184,7 @@ def _score_into(
     *,
     resume: bool,
     overwrite: bool,
-    options: _RunOptions,
+    options: ScoreOptions,
 ) -> None:
     """The scoring loop, run while this process holds the results file's lock."""
     out_path = summary.out
@@ -329,16 +310,22 @@ def score_images(
 
     The single prediction path behind ``score_labelled`` and ``leukedge evaluate``.
     """
-    _check_options(mode, batch_size, workers)
+    options = ScoreOptions(backend, precision, batch_size, workers, mode, progress).checked()
+    return _score_images(files, model, options)
+
+
+def _score_images(files: Sequence[Union[str, os.PathLike[str]]], model: ModelArg, options: ScoreOptions) -> ImageScores:
     paths = [str(f) for f in files]
-    runtime, run = _runtime_for(model, backend, precision, workers)
-    opts = PrepareOptions(mode=mode, spec=runtime.manifest.preprocessing)
-    n_workers = default_workers(len(paths)) if workers is None else workers
+    runtime, run = _runtime_for(model, options)
+    opts = PrepareOptions(mode=options.mode, spec=runtime.manifest.preprocessing)
+    n_workers = default_workers(len(paths)) if options.workers is None else options.workers
     out = ImageScores(cells={}, modes={}, sources={}, failed=[], run=run, manifest=runtime.manifest)
-    bar = Progress(len(paths), enabled=progress)
+    bar = Progress(len(paths), enabled=options.progress)
     try:
         with runtime if paths else _nothing():
-            for batch in iter_scored(iter_prepared(paths, opts, workers=n_workers), runtime, batch_size=batch_size):
+            for batch in iter_scored(
+                iter_prepared(paths, opts, workers=n_workers), runtime, batch_size=options.batch_size
+            ):
                 for scored in batch:
                     it = scored.item
                     if it.error is not None:
@@ -372,7 +359,7 @@ def score_labelled(
     cannot be read are returned in ``failed`` with the reason, for the
     caller to report.
     """
-    _check_options(mode, batch_size, workers)
+    options = ScoreOptions(backend, precision, batch_size, workers, mode, progress).checked()
     files = list_image_paths(list(inputs))
     unlabelled = [p for p in files if parse_cnmc_name(p) is None]
     if unlabelled or not files:
@@ -383,16 +370,7 @@ def score_labelled(
             else f"no image files found in: {', '.join(str(i) for i in inputs)}",
             hint="name labelled cells UID_<subject>_<image>_<cell>_<all|hem>.png, as C-NMC does",
         )
-    scores = score_images(
-        files,
-        model,
-        backend=backend,
-        precision=precision,
-        batch_size=batch_size,
-        workers=workers,
-        mode=mode,
-        progress=progress,
-    )
+    scores = _score_images(files, model, options)
     label_for = scores.manifest.label_for
     rows: List[Dict[str, Any]] = []
     for path in map(str, files):
