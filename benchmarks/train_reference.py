@@ -1,22 +1,15 @@
-"""Train the reference model on cnmc_sample and evaluate it, as docs/accuracy.md reports.
+"""Reproduce the reference model: subject-grouped CV of the recipe, then the final model on the whole pool.
 
-    nice -n 10 python benchmarks/train_reference.py ../shared/data/cnmc_sample --out artifacts/reference
+    nice -n 10 python benchmarks/train_reference.py ../shared/data/cnmc_sample ../shared/data/cnmc_extra \\
+        --out artifacts/reference
 
-Writes OUT/model.h5 (+ model.split.json), OUT/test/ and OUT/val/ reports (CNN and
-baselines on the same subjects) and OUT/summary.json.
-
-The split is fixed here, chosen before any training from the sample's make-up
-(SOURCES.md), not from results:
-
-* normal donor H22 holds 262 of the 278 normal cells left after de-duplication,
-  so it must train: without it there would be 16 normal cells to learn from;
-* the other normal donors have 2 cells each (H6's two cells are copies of H2's
-  and are removed), the small ALL subjects 2–3 each; dealt in ID order
-  val, test, train, val, test, train, … so each role gets some of each class
-  and of folds 0 and 2 (all small subjects come from those folds, the large
-  ones from fold 1);
-* ALL subjects 23 and 2 (92 and 82 cells) train; 16 (53 cells) is held out
-  for test, so the test set holds one new patient at scale.
+Writes OUT/cv/ (``leukedge cv``'s cv.json, cv.md, oof.csv and plots: the CNN and the
+baselines on the same K folds) and OUT/model.h5, trained on every subject with the same
+recipe; its manifest's threshold is the one the CV chose (``leukedge.trainer.cv.THRESHOLD_POLICY``).
+``--recipe canvas`` runs the earlier recipe (the whole 450 px canvas resized, class balance,
+no stain jitter) on the same folds, for comparison; ``--cv-only`` stops after the CV.
+Convert afterwards with ``leukedge convert OUT/model.h5 --out sdk/models/reference ...``
+(docs/accuracy.md has the full command).  Both steps resume when run again.
 """
 
 from __future__ import annotations
@@ -26,52 +19,67 @@ import json
 import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-VAL = ("1", "5", "18", "25", "H1", "H5", "H12")
-TEST = ("16", "3", "11", "21", "H2", "H7", "H15")
+
+def recipe(name: str, epochs: int, samples: int):
+    from leukedge.trainer.fit import Schedule
+    from leukedge.trainer.model import ModelConfig, make_preprocessing
+    from leukedge.trainer.training import TrainOptions
+
+    model = ModelConfig(width=0.25, dense=(256, 256), dropout=0.5, batch_norm=True)
+    if name == "canvas":  # the recipe before the CV: whole canvas, class balance, mild colour jitter
+        opts = TrainOptions(epochs=epochs, patience=0, balance="class", model=model, samples_per_epoch=None)
+        return opts, make_preprocessing(crop_mode="canvas")
+    opts = TrainOptions(
+        epochs=epochs,
+        patience=0,
+        balance="subject",
+        samples_per_epoch=samples,
+        model=model,
+        schedule=Schedule("cosine", warmup_epochs=1),
+        label_smoothing=0.05,
+        stain=0.3,
+    )
+    return opts, make_preprocessing(crop_mode="cell_box", crop_margin=0.1)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path)
+    ap.add_argument("data", type=Path, nargs="+")
     ap.add_argument("--out", type=Path, default=Path("artifacts/reference"))
-    ap.add_argument("--width", type=float, default=0.25)
-    ap.add_argument("--dense", type=int, default=256)
-    ap.add_argument("--batch-norm", action="store_true")
-    ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--patience", type=int, default=15)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recipe", choices=("cell_box", "canvas"), default="cell_box")
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--samples", type=int, default=1536, help="cells drawn per epoch (subject balance)")
+    ap.add_argument("--cv-only", action="store_true")
     args = ap.parse_args()
 
-    from leukedge.trainer.evaluation import evaluate
-    from leukedge.trainer.model import ModelConfig
-    from leukedge.trainer.training import SplitOptions, TrainOptions, train
+    from dataclasses import replace
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    model = args.out / "model.h5"
+    from leukedge.manifest import Decision
+    from leukedge.trainer.cv import THRESHOLD_POLICY, cross_validate
+    from leukedge.trainer.training import SplitOptions, train
+
+    opts, spec = recipe(args.recipe, args.epochs, args.samples)
+    doc = cross_validate(args.data, args.out / "cv", k=args.folds, options=opts, spec=spec, progress=print)
+    print((args.out / "cv" / "cv.md").read_text())
+    if args.cv_only:
+        return
+    t = doc["models"]["cnn"]["threshold"]
+    band = (max(0.0, t - 0.1), min(1.0, t + 0.1))
+    opts = replace(opts, decision=Decision(threshold=round(t, 4), policy=THRESHOLD_POLICY, indeterminate=band))
     result = train(
         args.data,
-        model,
-        options=TrainOptions(
-            epochs=args.epochs,
-            patience=args.patience,
-            seed=args.seed,
-            model=ModelConfig(width=args.width, dense=(args.dense, args.dense), batch_norm=args.batch_norm),
-        ),
-        split=SplitOptions(val_subjects=VAL, test_subjects=TEST),
+        args.out / "model.h5",
+        options=opts,
+        split=SplitOptions(val_fraction=0.0, test_fraction=0.0),
+        preprocessing=spec,
         progress=print,
     )
-    summary = {"model": str(model), "split": str(result.split_path), "size_mb": model.stat().st_size / 1e6}
-    for role in ("val", "test"):
-        doc = evaluate(model, args.data, report_dir=args.out / role, baselines=True, subjects=role)
-        summary[role] = {
-            name: {k: v["value"] for k, v in m["metrics"].items()}
-            | {"within_bin_auc": m["area"]["within_bin_auc"]["auc"], "ece": m["calibration"]["ece"]}
-            for name, m in {"cnn": doc["cnn"], **doc["baselines"]}.items()
-        }
-        print(role, json.dumps(summary[role], indent=1))
+    summary = {"model": str(result.model_path), "threshold": t, "cv": str(args.out / "cv" / "cv.json")}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

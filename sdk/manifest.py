@@ -33,6 +33,7 @@ INTERPOLATIONS = ("area", "linear", "cubic", "nearest")
 LOG_APPLY_AT = ("input", "source")
 LOG_COMBINE = ("sharpen",)
 LAPLACIAN_APERTURES = (1, 3)
+CROP_MODES = ("canvas", "cell_box")
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,23 @@ class LogSpec:
 
 @dataclass(frozen=True)
 class CropSpec:
-    """How a cell found in a frame becomes a C-NMC-style model input.
+    """How a cell becomes a model input: the cell, masked outside its outline, centred on black.
 
-    The cell, masked outside its outline, is centred on a black square of
-    ``canvas_px`` source pixels (C-NMC: 450), then resized to the model input.
-    A fixed canvas keeps the cell's size visible to the model.
+    ``mode`` "canvas" (bundles before the size-normalised recipe): a square of
+    ``canvas_px`` source pixels (C-NMC: 450), so the cell's size shows in the
+    input.  ``mode`` "cell_box": a square of the cell's own box side times
+    ``1 + 2·margin``, so every cell fills the input alike and its chromatin is
+    kept at the highest resolution; absolute size is then not in the image.
+    Both are resized to the model input.  A C-NMC image and a cell segmented
+    from a frame go through the same function (``leukedge.segment.crop_for``).
     ``source_scale`` is the frame's µm-per-pixel divided by the training
     data's; 1.0 means the same magnification.
     """
 
     canvas_px: int = 450
     source_scale: float = 1.0
+    mode: str = "canvas"
+    margin: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -311,7 +318,10 @@ def _parse_preprocessing(r: _Reader) -> Preprocessing:
         offset=r.number("offset", d.offset, lo=-1e3, hi=1e3),
         log=_parse_log(r.sub("log")),
         crop=CropSpec(
-            canvas_px=canvas, source_scale=crop.number("source_scale", CropSpec.source_scale, lo=0.01, hi=100.0)
+            canvas_px=canvas,
+            source_scale=crop.number("source_scale", CropSpec.source_scale, lo=0.01, hi=100.0),
+            mode=crop.choice("mode", CROP_MODES, CropSpec.mode),
+            margin=crop.number("margin", CropSpec.margin, lo=0.0, hi=1.0),
         ),
     )
 

@@ -32,6 +32,7 @@ __all__ = [
     "Region",
     "SegmentParams",
     "blueness",
+    "cell_image_crop",
     "crop_cell",
     "crop_for",
     "detection_step",
@@ -351,3 +352,24 @@ def segment(
             crop = crop_for(frame, r, crop=spec.crop, out_px=out_px, single=single, interpolation=spec.interpolation)
         cells.append(Cell(index=k, bbox=r.bbox, area=r.area, crop=crop))
     return cells
+
+
+def cell_image_crop(
+    frame: np.ndarray, spec: Preprocessing | None = None, *, params: SegmentParams | None = None
+) -> tuple[np.ndarray, Region]:
+    """The model crop of an image that is one cell (a C-NMC file), and the cell's region.
+
+    The one definition training, evaluation and ``score`` share: the cell is the largest
+    non-black component when the image is a C-NMC-style cell on black, else the whole image;
+    then ``crop_for`` as for a cell segmented from a frame.  The crop is at the model input size
+    (canvas size when the manifest applies the LoG at source resolution).
+    """
+    spec = spec or Preprocessing()
+    frame = as_rgb8(frame)
+    p = params or SegmentParams()
+    h, w = frame.shape[:2]
+    regions = _single_cell_region(frame, p) if is_single_cell_image(frame, black_level=p.black_level) else []
+    region = regions[0] if regions else Region(BBox(0, 0, w, h), np.ones((h, w), bool), h * w)
+    out_px = spec.input_height if spec.log.apply_at == "input" else spec.crop.canvas_px
+    crop = crop_for(frame, region, crop=spec.crop, out_px=out_px, single=True, interpolation=spec.interpolation)
+    return crop, region

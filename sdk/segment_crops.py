@@ -36,7 +36,7 @@ def crop_cell(
     columns of OpenCV's own resize weights that fall on the cell.
     """
     b = region.bbox
-    side = max(round(crop.canvas_px / crop.source_scale), b.w, b.h)
+    side = canvas_side(crop, b.w, b.h)
     ox, oy = (side - b.w) // 2, (side - b.h) // 2
     patch = frame[b.y : b.y + b.h, b.x : b.x + b.w]
     patch = cv2.copyTo(patch, region.mask.view(np.uint8))  # zero outside the mask
@@ -58,6 +58,13 @@ def crop_cell(
         res = (tmp[:, xs] * wx[None, :, :, None]).sum(axis=2)  # rows × cols × 3
     out[r0:r1, c0:c1] = np.clip(np.rint(res), 0, 255).astype(np.uint8)
     return out
+
+
+def canvas_side(crop: CropSpec, w: int, h: int) -> int:
+    """The side, in source pixels, of the square a ``w``×``h`` cell is centred on (see ``CropSpec``)."""
+    if crop.mode == "cell_box":
+        return max(1, round(max(w, h) * (1.0 + 2.0 * crop.margin)))
+    return max(round(crop.canvas_px / crop.source_scale), w, h)
 
 
 def _area_from_integral(
@@ -125,9 +132,13 @@ def _band_on(
 def crop_for(
     frame: np.ndarray, region: Region, *, crop: CropSpec, out_px: int, single: bool, interpolation: str = "area"
 ) -> np.ndarray:
-    """The model crop of ``region``; a pre-segmented cell image is its own canvas and is only
-    padded to a square (with black) and resized, exactly as training data are."""
-    if not single:
+    """The model crop of ``region``.
+
+    In "cell_box" mode every cell, from a frame or a pre-segmented image, is cut by
+    ``crop_cell`` around its own box.  In "canvas" mode a pre-segmented cell image is its
+    own canvas and is only padded to a square (with black) and resized, as training data are.
+    """
+    if not single or crop.mode == "cell_box":
         return crop_cell(frame, region, crop=crop, out_px=out_px, interpolation=interpolation)
     h, w = frame.shape[:2]
     if h != w:

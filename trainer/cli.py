@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from leukedge.device.runtime_options import runtime_options
-from leukedge.manifest import LOG_APPLY_AT, LogSpec
+from leukedge.trainer.recipe_cli import build_recipe, recipe_options
 
 
 def _subjects(text: str | None) -> tuple[str, ...]:
@@ -32,91 +32,54 @@ def _quiet_tensorflow() -> None:
 
 
 @click.command()
-@click.argument("data", type=click.Path(path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file to write (.h5)."
 )
-@click.option("--epochs", default=60, show_default=True, help="Most epochs to train.")
-@click.option("--patience", default=15, show_default=True, help="Stop after this many epochs without improvement.")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", "learning_rate", default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--width", default=0.25, show_default=True, help="Channel multiplier (1.0 = VGG's 64…512).")
-@click.option("--dense", default=256, show_default=True, help="Units of each of the two dense layers.")
-@click.option("--dropout", default=0.5, show_default=True, help="Dropout after each dense layer.")
-@click.option("--batch-norm/--no-batch-norm", default=False, show_default=True, help="BatchNorm after each conv.")
+@recipe_options
+@click.option(
+    "--patience", default=15, show_default=True, help="Stop after this many epochs without improvement (0: never)."
+)
 @click.option("--val-subjects", help="Validation subjects, e.g. '1,5,H1' (default: a seeded draw).")
 @click.option("--test-subjects", help="Subjects held out for evaluate (default: a seeded draw).")
 @click.option("--val-fold", help="Validate on a C-NMC fold instead (e.g. fold_2).")
 @click.option("--test-fold", help="Hold out a C-NMC fold for testing.")
-@click.option("--val-fraction", default=0.2, show_default=True, help="Share of each class's subjects drawn.")
+@click.option("--val-fraction", default=0.2, show_default=True, help="Share of each class's subjects drawn (0: none).")
 @click.option("--test-fraction", default=0.2, show_default=True, help="Share held out for testing (0: none).")
-@click.option("--seed", default=0, show_default=True, help="Seeds the split, the weights and augmentation.")
-@click.option("--log/--no-log", "log_enabled", default=True, show_default=True, help="LoG sharpening.")
-@click.option("--log-ksize", default=LogSpec.gaussian_ksize, show_default=True, help="Gaussian kernel size (odd).")
-@click.option("--log-sigma", default=LogSpec.gaussian_sigma, show_default=True, help="Gaussian sigma.")
 @click.option(
-    "--log-aperture", type=click.Choice(["1", "3"]), default=str(LogSpec.laplacian_aperture), show_default=True
+    "--threshold-from",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A cv.json of 'leukedge cv': take the decision threshold it chose (default: 0.5).",
 )
-@click.option("--log-alpha", default=LogSpec.alpha, show_default=True, help="Sharpening strength.")
-@click.option("--log-apply-at", type=click.Choice(LOG_APPLY_AT), default=LogSpec.apply_at, show_default=True)
 @click.option("--restart", is_flag=True, help="Discard the checkpoint of an earlier run instead of resuming it.")
-@click.option("--workers", type=int, help="Parallel image readers (default: automatic).")
 def train(
-    data: Path,
+    data: tuple[Path, ...],
     out: Path,
-    epochs: int,
     patience: int,
-    batch_size: int,
-    learning_rate: float,
-    width: float,
-    dense: int,
-    dropout: float,
-    batch_norm: bool,
     val_subjects: str | None,
     test_subjects: str | None,
     val_fold: str | None,
     test_fold: str | None,
     val_fraction: float,
     test_fraction: float,
-    seed: int,
-    log_enabled: bool,
-    log_ksize: int,
-    log_sigma: float,
-    log_aperture: str,
-    log_alpha: float,
-    log_apply_at: str,
+    threshold_from: Path | None,
     restart: bool,
-    workers: int | None,
+    **recipe: object,
 ) -> None:
-    """Train the VGG13 on DATA (C-NMC training_data/fold_k/{all,hem} or flat {all,hem} folders).
+    """Train the VGG13 on DATA: one or more folders (C-NMC training_data/fold_k/{all,hem} or flat
+    {all,hem}), or a text file listing one folder per line.
 
     Splits by subject (never by image) after removing near-duplicate cells,
-    trains with class-balanced augmentation, keeps the best validation epoch,
-    and writes OUT (.h5, manifest inside) and OUT's .split.json.  An
-    interrupted run resumes from OUT's .ckpt folder when run again.
+    trains with balanced augmentation, keeps the best validation epoch (or
+    the last, with --patience 0), and writes OUT (.h5, manifest inside) and
+    OUT's .split.json.  An interrupted run resumes from OUT's .ckpt folder.
     """
     _quiet_tensorflow()
-    from leukedge.trainer.model import ModelConfig, make_preprocessing
-    from leukedge.trainer.training import SplitOptions, TrainOptions
+    from leukedge.trainer.training import SplitOptions
     from leukedge.trainer.training import train as run_training
 
-    spec = make_preprocessing(
-        log_enabled=log_enabled,
-        log_ksize=log_ksize,
-        log_sigma=log_sigma,
-        log_aperture=int(log_aperture),
-        log_alpha=log_alpha,
-        log_apply_at=log_apply_at,
-    )
-    options = TrainOptions(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        patience=patience,
-        seed=seed,
-        workers=workers,
-        model=ModelConfig(width=width, dense=(dense, dense), dropout=dropout, batch_norm=batch_norm),
-    )
+    decision = _decision_from_cv(threshold_from) if threshold_from else None
+    options, spec = build_recipe(recipe, patience=patience, decision=decision)
     split = SplitOptions(
         val_subjects=_subjects(val_subjects),
         test_subjects=_subjects(test_subjects),
@@ -133,18 +96,70 @@ def train(
         f"saved {result.model_path} (best epoch {result.best_epoch} of {result.epochs_run}"
         f"{', stopped early' if result.stopped_early else ''}); split in {result.split_path}"
     )
-    click.echo(
-        f"validation ({v['cells']} cells, {v['subjects']} subjects): accuracy {v['accuracy']:.3f}, "
-        f"sensitivity {v['sensitivity']:.3f}, specificity {v['specificity']:.3f}, AUC {v['roc_auc']:.3f}"
-    )
+    if v.get("cells"):
+        click.echo(
+            f"validation ({v['cells']} cells, {v['subjects']} subjects): accuracy {v['accuracy']:.3f}, "
+            f"sensitivity {v['sensitivity']:.3f}, specificity {v['specificity']:.3f}, AUC {v['roc_auc']:.3f}"
+        )
     click.echo(
         f"test subjects held out: {', '.join(result.manifest.provenance['split']['subjects']['test']) or 'none'}"
     )
+    d = result.manifest.decision
+    click.echo(f"decision threshold {d.threshold:g} ({d.policy})")
+
+
+def _decision_from_cv(path: Path) -> object:
+    """The Decision a cv.json chose for its CNN: threshold, policy, and a ±0.1 indeterminate band."""
+    from leukedge.errors import InvalidInputError
+    from leukedge.manifest import Decision
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        t = float(doc["models"]["cnn"]["threshold"])
+        policy = str(doc["threshold_policy"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(
+            f"--threshold-from {path}: not a cv.json of 'leukedge cv' ({type(exc).__name__}: {exc})",
+            hint="pass the cv.json that 'leukedge cv --out DIR' wrote in DIR",
+        ) from exc
+    if not 0.0 <= t <= 1.0:
+        raise InvalidInputError(f"--threshold-from {path}: threshold {t} is outside [0, 1]")
+    return Decision(threshold=round(t, 4), policy=policy, indeterminate=(max(0.0, t - 0.1), min(1.0, t + 0.1)))
+
+
+@click.command()
+@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for cv.json, cv.md, plots."
+)
+@click.option("--folds", "k", default=4, show_default=True, help="Folds, grouped by subject and stratified by class.")
+@recipe_options
+@click.option("--no-baselines", is_flag=True, help="Skip the area-only, SVM and KNN baselines.")
+@click.option("--bootstrap", "n_boot", default=1000, show_default=True, help="Bootstrap replicates for the intervals.")
+def cv(data: tuple[Path, ...], out: Path, k: int, no_baselines: bool, n_boot: int, **recipe: object) -> None:
+    """Cross-validate a training recipe on DATA by subject: K folds, each subject held out once.
+
+    Trains the recipe (the same options as 'leukedge train') K times for exactly
+    --epochs epochs, predicts each fold's subjects out of fold, and writes per-fold
+    and pooled AUC, AUC within equal-area deciles, sensitivity and specificity at the
+    threshold that maximises balanced accuracy on the pooled predictions, per-subject
+    accuracy, with 95% intervals from a bootstrap over subjects, beside the baselines
+    on the same folds.  Resumes by fold when run again with the same recipe.
+    """
+    _quiet_tensorflow()
+    from leukedge.trainer.cv import cross_validate
+
+    options, spec = build_recipe(recipe, patience=0)
+    cross_validate(
+        data, out, k=k, options=options, spec=spec, baselines=not no_baselines, n_boot=n_boot, progress=click.echo
+    )
+    click.echo((out / "cv.md").read_text(encoding="utf-8"))
+    click.echo(f"written: {out / 'cv.json'}, {out / 'cv.md'}, {out / 'oof.csv'}")
 
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.argument("data", type=click.Path(path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), help="Write JSON + HTML here."
 )
@@ -162,7 +177,7 @@ def train(
 @click.option("--json", "json_out", is_flag=True, help="Print the full result as JSON.")
 def evaluate(
     model: Path,
-    data: Path,
+    data: tuple[Path, ...],
     report_dir: Path | None,
     baselines: bool,
     backend: str,
@@ -172,7 +187,7 @@ def evaluate(
     n_boot: int,
     json_out: bool,
 ) -> None:
-    """Evaluate MODEL (.h5 or bundle folder) on the labelled cells in DATA, by subject.
+    """Evaluate MODEL (.h5 or bundle folder) on the labelled cells in DATA (folders or a list file), by subject.
 
     Subjects the model was trained or validated on are left out (see
     --subjects).  Prints

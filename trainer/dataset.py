@@ -1,6 +1,7 @@
 """Labelled cell folders: find the files, read each once, keep what is usable.
 
-Two layouts are read, and anything in between:
+Two layouts are read, and anything in between, from one folder or several
+(``scan([a, b])``, or a list file naming one folder per line):
 
 * C-NMC as distributed: ``training_data/fold_0..2/{all,hem}/*.bmp``;
 * flat folders ``{all,hem}/`` of BMP, PNG or JPEG files.
@@ -23,12 +24,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence, Union
 
 import numpy as np
 
 from leukedge.cnmc import parse_cnmc_name
 from leukedge.errors import InvalidImageError, InvalidInputError
 from leukedge.images import is_image_path, read_image
+from leukedge.manifest import Preprocessing
 
 LABELS = ("hem", "all")
 _FOLD = re.compile(r"^fold_?(\d+)$", re.IGNORECASE)
@@ -66,13 +69,18 @@ class Cell:
 
 @dataclass
 class Dataset:
-    """The usable cells of a data folder, and an account of everything else."""
+    """The usable cells of one or more data folders, and an account of everything else.
+
+    With several folders, ``root`` is the first and each file's ``rel`` starts
+    with ``<k>:`` (its folder's position in ``roots``), so names stay unique.
+    """
 
     root: Path
     cells: list[Cell]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason)
     ignored: int = 0  # image files outside any all/ or hem/ folder
     unnamed: int = 0  # files without a C-NMC name (each its own subject)
+    roots: tuple[Path, ...] = ()
 
     def labels(self) -> np.ndarray:
         """1 for ALL, 0 for normal (hem), per cell."""
@@ -92,7 +100,7 @@ class Dataset:
         return dict(Counter(f"{c.size[1]}x{c.size[0]}" for c in self.cells))
 
     def subset(self, keep: list[Cell]) -> Dataset:
-        return Dataset(self.root, keep, self.skipped, self.ignored, self.unnamed)
+        return Dataset(self.root, keep, self.skipped, self.ignored, self.unnamed, self.roots)
 
     def files_sha256(self) -> str:
         """SHA-256 of the sorted list of ``<rel path>\\t<size in bytes>`` lines of the cells used."""
@@ -113,9 +121,48 @@ def square_crop(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_cell(path: str | os.PathLike[str]) -> np.ndarray:
-    """A cell image as the model's crop: decoded by ``read_image``, padded to a square (uint8 RGB)."""
-    return square_crop(read_image(path))
+def load_cell(path: str | os.PathLike[str], spec: Preprocessing | None = None) -> np.ndarray:
+    """A cell image as the model's crop (uint8 RGB), decoded by ``read_image``.
+
+    Without ``spec`` (or with a "canvas" crop) the image padded to a square; with a
+    "cell_box" crop, the model-size crop ``leukedge.segment.cell_image_crop`` makes,
+    which is what ``score`` feeds the model.
+    """
+    image = read_image(path)
+    if spec is None or spec.crop.mode == "canvas":
+        return square_crop(image)
+    from leukedge.segment import cell_image_crop
+
+    return cell_image_crop(image, spec)[0]
+
+
+DataArg = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
+
+
+def data_roots(data: DataArg) -> tuple[Path, ...]:
+    """The data folders of ``data``: one folder, several, or a text file listing one per line.
+
+    Relative lines of a list file are relative to the file's folder; blank lines and
+    lines starting with '#' are ignored.
+    """
+    items = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    if not items:
+        raise InvalidInputError("no data folder given", hint=LAYOUT_HINT)
+    roots: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_file() and not is_image_path(p):
+            lines = [ln.strip() for ln in p.read_text(encoding="utf-8", errors="replace").splitlines()]
+            listed = [p.parent / ln for ln in lines if ln and not ln.startswith("#")]
+            if not listed:
+                raise InvalidInputError(f"{p}: the list file names no data folder", hint="one folder per line")
+            roots.extend(listed)
+        else:
+            roots.append(p)
+    unique: dict[Path, Path] = {}
+    for r in roots:
+        unique.setdefault(r.resolve(), r)  # the same folder named twice is read once
+    return tuple(unique.values())
 
 
 def find_cell_files(root: str | os.PathLike[str]) -> tuple[list[CellFile], list[tuple[str, str]], int]:
@@ -157,10 +204,8 @@ def _fold_of(path: Path, base: Path) -> str | None:
     return None
 
 
-def scan(
-    root: str | os.PathLike[str], *, workers: int | None = None, require_both: bool = True, progress=None
-) -> Dataset:
-    """Find and read every labelled cell under ``root`` (see the module docstring).
+def scan(data: DataArg, *, workers: int | None = None, require_both: bool = True, progress=None) -> Dataset:
+    """Find and read every labelled cell under ``data``'s folders (see the module docstring).
 
     Raises :class:`InvalidInputError` when no cell is usable, or (with
     ``require_both``) when one class has none.  ``progress(done, total)`` is
@@ -168,11 +213,18 @@ def scan(
     """
     from leukedge.trainer.features import cell_features, perceptual_hash, thumbnail
 
-    base = Path(root)
-    files, skipped, ignored = find_cell_files(base)
+    roots = data_roots(data)
+    where = " + ".join(str(r) for r in roots)
+    files, skipped, ignored = [], [], 0
+    for k, root in enumerate(roots):
+        f, s, n = find_cell_files(root)
+        if len(roots) > 1:  # keep names unique across folders
+            f = [CellFile(c.path, f"{k}:{c.rel}", c.label, c.subject, c.fold) for c in f]
+            s = [(f"{k}:{rel}", why) for rel, why in s]
+        files, skipped, ignored = files + f, skipped + s, ignored + n
     if not files:
         raise InvalidInputError(
-            f"{base}: no labelled cell images found ({ignored} image(s) outside all/ or hem/ folders, "
+            f"{where}: no labelled cell images found ({ignored} image(s) outside all/ or hem/ folders, "
             f"{len(skipped)} skipped)",
             hint=LAYOUT_HINT,
         )
@@ -196,17 +248,17 @@ def scan(
             if progress is not None and (k % 200 == 0 or k == len(files)):
                 progress(k, len(files))
     unnamed = sum(c.file.subject.startswith("?") for c in cells)
-    data = Dataset(base, cells, skipped, ignored, unnamed)
+    data = Dataset(roots[0], cells, skipped, ignored, unnamed, roots)
     if not cells:
         raise InvalidInputError(
-            f"{base}: none of the {len(files)} labelled image(s) could be read (first: {skipped[0][0]}: {skipped[0][1]})",
+            f"{where}: none of the {len(files)} labelled image(s) could be read (first: {skipped[0][0]}: {skipped[0][1]})",
             hint="check that the files are RGB images (PNG, BMP, JPEG)",
         )
     missing = [label for label, n in data.counts().items() if n == 0]
     if require_both and missing:
         have = next(label for label in LABELS if label not in missing)
         raise InvalidInputError(
-            f"{base}: found {len(cells)} '{have}' cell(s) but no '{missing[0]}' cell; training needs both classes",
+            f"{where}: found {len(cells)} '{have}' cell(s) but no '{missing[0]}' cell; training needs both classes",
             hint=f"add a {missing[0]}/ folder with {missing[0]} cells (" + LAYOUT_HINT + ")",
         )
     return data

@@ -17,7 +17,7 @@ import numpy as np
 
 from leukedge.errors import InvalidInputError
 from leukedge.trainer import metrics
-from leukedge.trainer.dataset import Cell, Dataset, scan
+from leukedge.trainer.dataset import Cell, DataArg, Dataset, scan
 from leukedge.trainer.dedup import deduplicate, duplicates_of
 from leukedge.trainer.predict import predict_files
 from leukedge.trainer.provenance import jsonable, read_split_file, split_path_for
@@ -31,14 +31,16 @@ def _seen_subjects(manifest: Any) -> tuple[set[str], set[str]]:
     return set(subjects.get("train", [])), set(subjects.get("val", []))
 
 
-def _training_folder(manifest: Any) -> Path | None:
-    folder = (manifest.provenance or {}).get("data", {}).get("folder")
-    return Path(folder) if folder else None
+def _training_folders(manifest: Any) -> list[Path]:
+    """The data folders the model was trained on, as its manifest records them."""
+    data = (manifest.provenance or {}).get("data", {})
+    folders = data.get("folders") or ([data["folder"]] if data.get("folder") else [])
+    return [Path(f) for f in folders]
 
 
-def _same_folder(a: Path | None, b: Path) -> bool:
+def _same_folders(a: list[Path], data: Dataset) -> bool:
     try:
-        return a is not None and a.resolve() == b.resolve()
+        return bool(a) and {p.resolve() for p in a} == {p.resolve() for p in (data.roots or (data.root,))}
     except OSError:
         return False
 
@@ -76,7 +78,7 @@ def select_cells(
     cells = [c for c in data.cells if c.file.subject in keep]
     note["left_out_subjects"] = sorted(present - keep, key=subject_key)
     split_doc = read_split_file(split_path_for(model_path)) if model_path is not None else None
-    if split_doc and subjects != "val" and not _same_folder(_training_folder(manifest), data.root):
+    if split_doc and subjects != "val" and not _same_folders(_training_folders(manifest), data):
         ref = [
             np.frombuffer(bytes.fromhex(f["phash"]), np.uint8)
             for role in ("train", "val")
@@ -105,19 +107,20 @@ def _baseline_block(
     from leukedge.trainer.baselines import BASELINES, fit_baselines, predict_baselines
 
     train_subjects, _ = _seen_subjects(manifest)
-    folder = _training_folder(manifest)
-    if not train_subjects or folder is None:
+    folders = _training_folders(manifest)
+    if not train_subjects or not folders:
         raise InvalidInputError(
             "--baselines: the model's manifest records no training subjects or data folder",
             hint="baselines are refitted on the model's training subjects; train the model with 'leukedge train'",
         )
-    if _same_folder(folder, data.root):
+    missing = [f for f in folders if not f.is_dir()]
+    if _same_folders(folders, data):
         source = data
-    elif folder.is_dir():
-        source, _ = deduplicate(scan(folder))
+    elif not missing:
+        source, _ = deduplicate(scan(folders))
     else:
         raise InvalidInputError(
-            f"--baselines: the training data folder recorded in the model ({folder}) is not here",
+            f"--baselines: the training data folder recorded in the model ({missing[0]}) is not here",
             hint="run evaluate where that folder exists, or leave out --baselines",
         )
     fit_cells = [c for c in source.cells if c.file.subject in train_subjects]
@@ -140,7 +143,7 @@ def _baseline_block(
 
 def evaluate(
     model: str | Path,
-    data: str | Path,
+    data: DataArg,
     *,
     report_dir: str | Path | None = None,
     baselines: bool = False,
@@ -186,7 +189,8 @@ def evaluate(
             "trained_on": (manifest.provenance or {}).get("split", {}).get("subjects", {}),
         },
         "data": {
-            "folder": str(Path(data).resolve()),
+            "folder": str(dataset.root.resolve()),
+            "folders": [str(r.resolve()) for r in (dataset.roots or (dataset.root,))],
             "found": len(dataset.cells) + len(dataset.skipped),
             "evaluated": len(cells),
             "sizes": dataset.sizes(),

@@ -59,6 +59,8 @@ def make_preprocessing(
     log_aperture: int = LogSpec.laplacian_aperture,
     log_alpha: float = LogSpec.alpha,
     log_apply_at: str = LogSpec.apply_at,
+    crop_mode: str = CropSpec.mode,
+    crop_margin: float = CropSpec.margin,
 ) -> Preprocessing:
     """The manifest's preprocessing section for a model trained with these LoG settings.
 
@@ -76,7 +78,8 @@ def make_preprocessing(
         laplacian_aperture=log_aperture,
         alpha=float(log_alpha),
     )
-    spec = Preprocessing(input_height=size, input_width=size, log=log, crop=CropSpec())
+    crop = CropSpec(mode=crop_mode, margin=float(crop_margin))
+    spec = Preprocessing(input_height=size, input_width=size, log=log, crop=crop)
     try:
         checked = Manifest.from_dict(Manifest(preprocessing=spec).to_dict(), where="training options")
     except ManifestError as exc:
@@ -93,6 +96,8 @@ _OPTION_NAMES = {
     "laplacian_aperture": "--log-aperture",
     "alpha": "--log-alpha",
     "apply_at": "--log-apply-at",
+    "mode": "--crop",
+    "margin": "--crop-margin",
     "input_height": "input size",
     "input_width": "input size",
 }

@@ -26,21 +26,42 @@ BRIGHTNESS_JITTER = 0.08  # overall gain in [1 − j, 1 + j]
 
 
 def augment_cell(
-    image: np.ndarray, *, seed: int, colour: float = COLOUR_JITTER, brightness: float = BRIGHTNESS_JITTER
+    image: np.ndarray,
+    *,
+    seed: int,
+    colour: float = COLOUR_JITTER,
+    brightness: float = BRIGHTNESS_JITTER,
+    stain: float = 0.0,
 ) -> np.ndarray:
-    """A random dihedral transform (90° rotations, flips) and a small colour and brightness gain.
+    """A random dihedral transform (90° rotations, flips), colour and brightness gains, stain jitter.
 
     ``image`` is H×W×3 uint8 RGB; returns the same shape and dtype.  Gains are
-    multiplicative so the black C-NMC background stays black.
+    multiplicative so the black C-NMC background stays black.  ``stain`` > 0
+    also shifts hue by up to ±``stain``·30°, scales saturation by 1 ± ``stain``
+    and applies a gamma in [1 − stain/2, 1 + stain/2]: donors and labs stain differently.
     """
     rng = np.random.default_rng(seed)
     out = np.rot90(image, k=int(rng.integers(4)))
     if rng.random() < 0.5:
         out = out[:, ::-1]
     gain = (1.0 + rng.uniform(-colour, colour, 3)) * (1.0 + rng.uniform(-brightness, brightness))
+    if stain > 0:
+        out = stain_jitter(np.ascontiguousarray(out), rng, strength=stain)
     if np.all(gain == 1.0):
         return np.ascontiguousarray(out)
     return np.clip(out.astype(np.float32) * gain.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
+
+
+def stain_jitter(image: np.ndarray, rng: np.random.Generator, *, strength: float) -> np.ndarray:
+    """Hue shift, saturation gain and gamma of an H×W×3 uint8 RGB image; black stays black."""
+    import cv2
+
+    hsv = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)  # H in degrees, S and V in 0..1
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-30.0, 30.0) * strength) % 360.0
+    hsv[..., 1] = np.clip(hsv[..., 1] * (1.0 + rng.uniform(-strength, strength)), 0.0, 1.0)
+    hsv[..., 2] = hsv[..., 2] ** np.float32(1.0 + rng.uniform(-strength, strength) / 2)
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def cell_input(path: str, spec: Preprocessing, *, augment_seed: int | None = None) -> np.ndarray:
@@ -69,6 +90,29 @@ def epoch_plan(labels: np.ndarray, *, epoch: int, seed: int, balance: bool = Tru
             continue
         reps = -(-target // len(g))
         parts.append(np.concatenate([rng.permutation(g) for _ in range(reps)])[:target])
+    order = rng.permutation(np.concatenate(parts))
+    return order, rng.integers(0, 2**31 - 1, size=len(order), dtype=np.int64)
+
+
+def subject_balanced_plan(
+    labels: np.ndarray, subjects: np.ndarray, *, epoch: int, seed: int, size: int, power: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, augmentation seeds) of ``size`` draws: half each class, subjects weighted by n^power.
+
+    Within a class a subject with n cells is drawn with weight n^``power`` (0.5:
+    a donor with 100× the cells is drawn 10× as often, not 100×), then one of
+    its cells uniformly, so one large donor does not become "the normal class".
+    """
+    rng = np.random.default_rng([seed, epoch, 7])
+    labels, subjects = np.asarray(labels), np.asarray(subjects)
+    classes = np.unique(labels)
+    parts = []
+    for k, c in enumerate(classes):
+        idx = np.nonzero(labels == c)[0]
+        _names, inverse, counts = np.unique(subjects[idx], return_inverse=True, return_counts=True)
+        weight = (counts.astype(np.float64) ** power / counts)[inverse]
+        want = size // len(classes) + (1 if k < size % len(classes) else 0)
+        parts.append(rng.choice(idx, size=want, replace=True, p=weight / weight.sum()))
     order = rng.permutation(np.concatenate(parts))
     return order, rng.integers(0, 2**31 - 1, size=len(order), dtype=np.int64)
 

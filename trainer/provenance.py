@@ -77,6 +77,7 @@ def versions() -> dict[str, str]:
 def data_record(data: Dataset, removed: list[Removed]) -> dict[str, Any]:
     return {
         "folder": str(data.root.resolve()),
+        "folders": [str(r.resolve()) for r in (data.roots or (data.root,))],
         "files": len(data.cells),
         "files_sha256": data.files_sha256(),
         "files_sha256_of": "sorted '<relative path>\\t<bytes>' lines of the files used",
@@ -100,6 +101,8 @@ def build_manifest(
     validation: dict[str, Any],
     history: dict[str, list[float]],
     split_file: str,
+    decision: Decision | None = None,
+    classes: tuple[str, ...] | None = None,
 ) -> Manifest:
     provenance = {
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
@@ -113,7 +116,13 @@ def build_manifest(
         "versions": versions(),
     }
     metrics = {"validation": validation, "history": history}
-    return Manifest(preprocessing=spec, decision=DECISION, provenance=provenance, metrics=metrics)
+    return Manifest(
+        preprocessing=spec,
+        decision=decision or DECISION,
+        classes=classes or Manifest.classes,
+        provenance=provenance,
+        metrics=metrics,
+    )
 
 
 def write_split_file(path: Path, *, data: Dataset, removed: list[Removed], split: Split) -> Path:
@@ -128,6 +137,7 @@ def write_split_file(path: Path, *, data: Dataset, removed: list[Removed], split
     doc = {
         "schema": "leukedge.split/1",
         "data": str(data.root.resolve()),
+        "folders": [str(r.resolve()) for r in (data.roots or (data.root,))],
         **split.to_dict(),
         "counts": role_counts(split, data.cells),
         "files": files,

@@ -174,6 +174,8 @@ def _draw(table: dict[str, tuple[str, int, str | None]], taken: set[str], fracti
 
 def _require_usable(split: Split, table: dict[str, tuple[str, int, str | None]]) -> None:
     for role in ("train", "val"):
+        if role == "val" and not split.val:
+            continue  # no validation at all (the final model of a CV-chosen recipe) is allowed
         labels = {table[s][0] for s in getattr(split, role)}
         for label in ("all", "hem"):
             if label not in labels:

@@ -15,7 +15,6 @@ With more than one GPU visible the model is built and trained under
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,47 +22,48 @@ from typing import Any, Callable
 import numpy as np
 
 from leukedge.errors import InvalidInputError
-from leukedge.manifest import Manifest, Preprocessing
+from leukedge.manifest import Decision, Manifest, Preprocessing
+from leukedge.preprocess import preprocess
 from leukedge.trainer import metrics
 from leukedge.trainer.checkpoint import Checkpoints, TrainState, checkpoint_dir
-from leukedge.trainer.dataset import Cell, Dataset, scan
-from leukedge.trainer.dedup import Removed, deduplicate
-from leukedge.trainer.model import ModelConfig, build_vgg13, describe, make_preprocessing
-from leukedge.trainer.pipeline import epoch_plan, make_dataset
+from leukedge.trainer.dataset import Cell, DataArg
+from leukedge.trainer.fit import Schedule, compile_model, load_crops, predict_crops, run_epoch
+from leukedge.trainer.model import CLASSES, ModelConfig, build_vgg13, describe, make_preprocessing
+from leukedge.trainer.pipeline import epoch_plan
+from leukedge.trainer.prepare import Prepared, SplitOptions, data_warnings, prepare
 from leukedge.trainer.provenance import build_manifest, jsonable, split_path_for, write_split_file
-from leukedge.trainer.split import Split, check_no_leakage, split_subjects
 
 Progress = Callable[[str], None]
+BALANCE_CHOICES = ("subject", "class", "none")
+BALANCE_TEXT = {
+    "subject": "each epoch draws half its cells from each class; within a class, subjects weighted by √cells",
+    "class": "each epoch draws the smaller class again (augmented) up to the larger class's count",
+    "none": "each training cell once per epoch",
+}
 BN_CALIBRATION_EPOCH = 2**20  # the plan index of the fixed, balanced order BatchNorm statistics are measured in
 
 
 @dataclass(frozen=True)
 class TrainOptions:
+    """The recipe.  ``patience`` 0 trains exactly ``epochs`` (no early stopping: the recipe of
+    ``leukedge cv``, where no validation subjects choose the epoch).  ``balance``: "subject" draws
+    ``samples_per_epoch`` cells per epoch, half per class, subjects weighted by √cells; "class"
+    repeats the smaller class up to the larger; "none" takes every cell once."""
+
     epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 1e-3
     patience: int = 15
     seed: int = 0
-    balance: bool = True
+    balance: str = "class"
     workers: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
-
-
-@dataclass(frozen=True)
-class SplitOptions:
-    val_subjects: tuple[str, ...] = ()
-    test_subjects: tuple[str, ...] = ()
-    val_fold: str | None = None
-    test_fold: str | None = None
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-
-
-@dataclass
-class Prepared:
-    data: Dataset
-    removed: list[Removed]
-    split: Split
+    samples_per_epoch: int | None = None
+    schedule: Schedule = field(default_factory=Schedule)
+    label_smoothing: float = 0.0
+    stain: float = 0.0
+    tta: bool = False
+    decision: Decision | None = None  # the manifest's rule; None: 0.5 with a (0.4, 0.6) band
 
 
 @dataclass
@@ -79,50 +79,6 @@ class TrainResult:
     warnings: list[str]
 
 
-def prepare(data_dir: str | Path, split: SplitOptions, *, seed: int, progress: Progress | None = None) -> Prepared:
-    """Scan, deduplicate and split a data folder; checks the split for leakage."""
-    say = progress or (lambda _m: None)
-    data = scan(data_dir, progress=lambda k, n: say(f"reading cells: {k}/{n}"))
-    kept, removed = deduplicate(data)
-    s = split_subjects(
-        kept.cells,
-        val_subjects=list(split.val_subjects),
-        test_subjects=list(split.test_subjects),
-        val_fold=split.val_fold,
-        test_fold=split.test_fold,
-        val_fraction=split.val_fraction,
-        test_fraction=split.test_fraction,
-        seed=seed,
-    )
-    check_no_leakage(s, kept.cells)
-    return Prepared(kept, removed, s)
-
-
-def data_warnings(p: Prepared) -> list[str]:
-    out = []
-    if p.data.skipped:
-        out.append(f"{len(p.data.skipped)} file(s) skipped (unreadable or mislabelled); listed in the split file")
-    if p.removed:
-        crossing = sum(r.reason == "duplicate across subjects" for r in p.removed)
-        out.append(f"{len(p.removed)} near-duplicate cell(s) removed ({crossing} filed under another subject)")
-    if len(p.data.sizes()) > 1:
-        out.append(
-            "images come in several sizes ("
-            + ", ".join(f"{k}: {v}" for k, v in sorted(p.data.sizes().items()))
-            + "); each is padded to a square and resized, so a cell's apparent size depends on its file's size"
-        )
-    if p.data.unnamed:
-        out.append(
-            f"{p.data.unnamed} file(s) lack C-NMC names (UID_<subject>_…); each counts as its own subject, "
-            "so their patients may be split across training and validation"
-        )
-    return out
-
-
-def _paths_labels(cells: list[Cell]) -> tuple[list[str], np.ndarray]:
-    return [str(c.file.path) for c in cells], np.array([c.file.label == "all" for c in cells], np.int64)
-
-
 def _strategy() -> Any:
     import tensorflow as tf
 
@@ -131,21 +87,9 @@ def _strategy() -> Any:
     return tf.distribute.get_strategy()
 
 
-def _compile(model: Any, lr: float) -> None:
-    import keras
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
-
-
-def predict_p_all(model: Any, ds: Any) -> np.ndarray:
-    """ALL probabilities of a dataset in inference mode (class order ("hem", "all"))."""
-    if ds.cardinality() == 0:
-        return np.zeros(0, np.float32)
-    return np.asarray(model.predict(ds, verbose=0))[:, 1]
+def predict_p_all(model: Any, crops: np.ndarray, spec: Preprocessing, *, tta: bool = False) -> np.ndarray:
+    """ALL probabilities of uint8 crops in inference mode (class order ("hem", "all"))."""
+    return predict_crops(model, crops, spec, tta=tta)
 
 
 def validation_figures(y: np.ndarray, p: np.ndarray, subjects: np.ndarray) -> dict[str, Any]:
@@ -160,8 +104,8 @@ def validation_figures(y: np.ndarray, p: np.ndarray, subjects: np.ndarray) -> di
     }
 
 
-def recalibrate_batch_norm(model: Any, ds: Any, *, batches: int = 16) -> bool:
-    """Set every BatchNorm layer's moving statistics to the average over ``batches`` batches.
+def recalibrate_batch_norm(model: Any, batches: Any) -> bool:
+    """Set every BatchNorm layer's moving statistics to the average over ``batches`` (input arrays).
 
     Moving averages lag the weights: after few epochs they describe an older
     network, and a model can then call every cell one class at inference.  A
@@ -176,7 +120,7 @@ def recalibrate_batch_norm(model: Any, ds: Any, *, batches: int = 16) -> bool:
         return False
     saved = [layer.momentum for layer in layers]
     try:
-        for k, (x, _) in enumerate(ds.take(batches)):
+        for k, x in enumerate(batches):
             for layer in layers:
                 layer.momentum = k / (k + 1.0)
             model(x, training=True)
@@ -186,11 +130,20 @@ def recalibrate_batch_norm(model: Any, ds: Any, *, batches: int = 16) -> bool:
     return True
 
 
+def _bn_batches(crops: np.ndarray, labels: np.ndarray, spec: Preprocessing, opts: TrainOptions, n: int = 16) -> Any:
+    """Un-augmented training inputs in a fixed, class-balanced order, for BatchNorm statistics."""
+    order = epoch_plan(labels, epoch=BN_CALIBRATION_EPOCH, seed=opts.seed, balance=True)[0]
+    for k in range(min(n, -(-len(order) // opts.batch_size))):
+        yield preprocess(list(crops[order[k * opts.batch_size : (k + 1) * opts.batch_size]]), spec)
+
+
 def _fingerprint(p: Prepared, opts: TrainOptions, spec: Preprocessing) -> dict[str, Any]:
     o = asdict(opts)
     o.pop("epochs")
     o.pop("patience")
     o.pop("workers")
+    o.pop("tta")
+    o.pop("decision")
     o["model"] = opts.model.to_dict()
     fp = {
         "files_sha256": p.data.files_sha256(),
@@ -201,8 +154,25 @@ def _fingerprint(p: Prepared, opts: TrainOptions, spec: Preprocessing) -> dict[s
     return json.loads(json.dumps(fp))  # as it reads back from state.json (tuples become lists)
 
 
+@dataclass
+class _Run:
+    """What the epoch loop works on: the model, its checkpoint and the cells in memory."""
+
+    model: Any
+    ckpt: Checkpoints
+    state: TrainState
+    resumed_at: int
+    strategy: Any
+    train_crops: np.ndarray
+    train_y: np.ndarray
+    train_subjects: np.ndarray
+    val_crops: np.ndarray
+    val_y: np.ndarray
+    val_subjects: np.ndarray
+
+
 def train(
-    data_dir: str | Path,
+    data_dir: DataArg,
     out: str | Path,
     *,
     options: TrainOptions | None = None,
@@ -211,29 +181,61 @@ def train(
     resume: bool = True,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train the VGG13 on ``data_dir`` and save ``out`` (see the module docstring)."""
+    """Train the VGG13 on ``data_dir`` (one folder, several, or a list file) and save ``out``."""
     opts = options or TrainOptions()
     spec = preprocessing or make_preprocessing()
     say = progress or (lambda _m: None)
-    out_path = Path(out)
-    if out_path.suffix.lower() not in (".h5", ".keras"):
-        raise InvalidInputError(f"--out is {out_path}, expected a .h5 file", hint="e.g. --out model.h5")
-    if spec.layout != "NHWC" or spec.channel_order != "RGB":
-        raise InvalidInputError("training builds NHWC RGB models; the preprocessing asks for another layout")
-    if opts.epochs < 1 or opts.batch_size < 1:
-        raise InvalidInputError(f"--epochs and --batch-size must be ≥ 1, got {opts.epochs} and {opts.batch_size}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-
+    out_path = _check_train_args(out, opts, spec)
     prep = prepare(data_dir, split or SplitOptions(), seed=opts.seed, progress=say)
     warnings = data_warnings(prep)
     for w in warnings:
         say(f"note: {w}")
+    run = _start_run(prep, opts, spec, out_path, resume=resume, say=say)
+    _epoch_loop(run, opts, spec, say)
+    validation = _final_validation(run, opts, spec, warnings, say)
+    manifest = _save(run, prep, opts, spec, out_path, validation, warnings)
+    return TrainResult(
+        out_path,
+        split_path_for(out_path),
+        manifest,
+        run.state.best_epoch,
+        run.state.epoch,
+        _stopped_early(run.state, opts),
+        run.resumed_at,
+        validation,
+        warnings,
+    )
+
+
+def _check_train_args(out: str | Path, opts: TrainOptions, spec: Preprocessing) -> Path:
+    out_path = Path(out)
+    if out_path.suffix.lower() not in (".h5", ".keras"):
+        raise InvalidInputError(f"out is {out_path}, expected a .h5 file", hint="e.g. --out model.h5")
+    if spec.layout != "NHWC" or spec.channel_order != "RGB":
+        raise InvalidInputError("training builds NHWC RGB models; the preprocessing asks for another layout")
+    if opts.epochs < 1 or opts.batch_size < 1:
+        raise InvalidInputError(f"epochs and batch_size must be ≥ 1, got {opts.epochs} and {opts.batch_size}")
+    if opts.balance not in BALANCE_CHOICES:
+        raise InvalidInputError(f"balance is {opts.balance!r}, expected one of {', '.join(BALANCE_CHOICES)}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return out_path
+
+
+def _stopped_early(state: TrainState, opts: TrainOptions) -> bool:
+    return opts.patience > 0 and state.wait >= opts.patience
+
+
+def _start_run(
+    prep: Prepared, opts: TrainOptions, spec: Preprocessing, out_path: Path, *, resume: bool, say: Progress
+) -> _Run:
+    """Read the crops, then build the model or load it from the checkpoint."""
     train_cells, val_cells = prep.split.cells(prep.data.cells, "train"), prep.split.cells(prep.data.cells, "val")
     say(
         f"split ({prep.split.method}): train {len(prep.split.train)} subjects / {len(train_cells)} cells, "
         f"val {len(prep.split.val)} / {len(val_cells)}, test {len(prep.split.test)} subjects held out"
     )
-
+    say(f"making {len(train_cells) + len(val_cells)} crops ({spec.crop.mode} mode)")
+    train_crops, val_crops = load_crops(train_cells, spec, workers=opts.workers), load_crops(val_cells, spec)
     import keras
     import tensorflow as tf
 
@@ -252,84 +254,103 @@ def train(
         else:
             state = TrainState(fingerprint=fingerprint)
             model = build_vgg13(opts.model, input_shape=(spec.input_height, spec.input_width, 3))
-            _compile(model, opts.learning_rate)
-    resumed_at = state.epoch
+            compile_model(model, opts)
+    return _Run(
+        model, ckpt, state, state.epoch, strategy,
+        train_crops, _labels(train_cells), _subjects(train_cells),
+        val_crops, _labels(val_cells), _subjects(val_cells),
+    )  # fmt: skip
 
-    train_paths, train_y = _paths_labels(train_cells)
-    val_paths, val_y = _paths_labels(val_cells)
-    val_subj = np.array([c.file.subject for c in val_cells], dtype=object)
-    val_ds = make_dataset(val_paths, val_y, spec, batch_size=opts.batch_size, workers=opts.workers)
-    # Training cells without augmentation, in a fixed order: BatchNorm statistics are measured on them.
-    calib = epoch_plan(train_y, epoch=BN_CALIBRATION_EPOCH, seed=opts.seed, balance=True)[0]
-    train_eval_ds = make_dataset(
-        [train_paths[i] for i in calib], train_y[calib], spec, batch_size=opts.batch_size, workers=opts.workers
-    )
+
+def _labels(cells: list[Cell]) -> np.ndarray:
+    return np.array([c.file.label == "all" for c in cells], np.int64)
+
+
+def _subjects(cells: list[Cell]) -> np.ndarray:
+    return np.array([c.file.subject for c in cells], dtype=object)
+
+
+def _epoch_loop(run: _Run, opts: TrainOptions, spec: Preprocessing, say: Progress) -> None:
+    """Epochs until ``opts.epochs`` or early stopping; a checkpoint after each."""
+    state = run.state
     try:
-        while state.epoch < opts.epochs and state.wait < opts.patience:
-            t0 = time.perf_counter()
-            order, seeds = epoch_plan(train_y, epoch=state.epoch, seed=opts.seed, balance=opts.balance)
-            ds = make_dataset(
-                [train_paths[i] for i in order],
-                train_y[order],
-                spec,
-                batch_size=opts.batch_size,
-                augment_seeds=seeds,
-                workers=opts.workers,
+        while state.epoch < opts.epochs and not _stopped_early(state, opts):
+            entry = run_epoch(
+                run.model, run.train_crops, run.train_y, run.train_subjects, spec, epoch=state.epoch, options=opts
             )
-            fit = model.fit(ds, epochs=1, verbose=0, shuffle=False)
-            recalibrate_batch_norm(model, train_eval_ds)
-            p_val = predict_p_all(model, val_ds)
-            val = validation_figures(val_y, p_val, val_subj)
+            recalibrate_batch_norm(run.model, _bn_batches(run.train_crops, run.train_y, spec, opts))
+            if len(run.val_y):
+                val = validation_figures(run.val_y, predict_p_all(run.model, run.val_crops, spec), run.val_subjects)
+                entry.update(
+                    val_loss=val["loss_balanced"],
+                    val_accuracy=val["accuracy"],
+                    val_balanced_accuracy=val["balanced_accuracy"],
+                    val_auc=val["roc_auc"],
+                )
             state.epoch += 1
-            entry = {
-                "loss": float(fit.history["loss"][-1]),
-                "accuracy": float(fit.history["accuracy"][-1]),
-                "val_loss": val["loss_balanced"],
-                "val_accuracy": val["accuracy"],
-                "val_balanced_accuracy": val["balanced_accuracy"],
-                "val_auc": val["roc_auc"],
-                "seconds": time.perf_counter() - t0,
-            }
             for k, v in entry.items():
                 state.history.setdefault(k, []).append(v)
-            best = val["loss_balanced"] < state.best_monitor
+            # Without early stopping the last epoch is the model; with it, the lowest validation loss.
+            monitor = entry.get("val_loss", 0.0) if opts.patience > 0 else -float(state.epoch)
+            best = monitor < state.best_monitor
             if best:
-                state.best_monitor, state.best_epoch, state.wait = val["loss_balanced"], state.epoch, 0
+                state.best_monitor, state.best_epoch, state.wait = monitor, state.epoch, 0
             else:
                 state.wait += 1
             state.seconds += entry["seconds"]
-            ckpt.save(model, state, best=best)
+            run.ckpt.save(run.model, state, best=best)
             say(_epoch_line(state.epoch, opts.epochs, entry, best))
     except KeyboardInterrupt:
-        say(f"interrupted; the checkpoint in {ckpt.dir} holds epoch {state.epoch}: run the same command to resume")
+        say(f"interrupted; the checkpoint in {run.ckpt.dir} holds epoch {state.epoch}: run the same command to resume")
         raise
 
-    if ckpt.best_path.is_file():
-        model.load_weights(ckpt.best_path)
-    p_val = predict_p_all(model, val_ds)
-    validation = validation_figures(val_y, p_val, val_subj)
-    validation["epoch"] = state.best_epoch
-    if len(p_val) and (validation["called_all"] in (0.0, 1.0)):
+
+def _final_validation(
+    run: _Run, opts: TrainOptions, spec: Preprocessing, warnings: list[str], say: Progress
+) -> dict[str, Any]:
+    if run.ckpt.best_path.is_file():
+        run.model.load_weights(run.ckpt.best_path)
+    if not len(run.val_y):
+        return {"cells": 0, "subjects": 0, "epoch": run.state.best_epoch, "note": "no validation subjects"}
+    p_val = predict_p_all(run.model, run.val_crops, spec, tta=opts.tta)
+    validation = validation_figures(run.val_y, p_val, run.val_subjects)
+    validation["epoch"] = run.state.best_epoch
+    if validation["called_all"] in (0.0, 1.0):
         warnings.append(
             f"in inference mode the model calls every validation cell {'ALL' if validation['called_all'] else 'normal'}"
             " (collapsed); do not use it"
         )
         say(f"WARNING: {warnings[-1]}")
-    split_path = split_path_for(out_path)
-    info = {**opts.model.to_dict(), **describe(model)}
+    return validation
+
+
+def _save(
+    run: _Run,
+    prep: Prepared,
+    opts: TrainOptions,
+    spec: Preprocessing,
+    out_path: Path,
+    validation: dict[str, Any],
+    warnings: list[str],
+) -> Manifest:
+    state = run.state
+    info = {**opts.model.to_dict(), **describe(run.model)}
     training = {
-        **{k: v for k, v in asdict(opts).items() if k != "model"},
+        **{k: v for k, v in asdict(opts).items() if k not in ("model", "decision")},
         "epochs_run": state.epoch,
         "best_epoch": state.best_epoch,
-        "stopped_early": state.wait >= opts.patience,
+        "stopped_early": _stopped_early(state, opts),
         "seconds": round(state.seconds, 1),
-        "monitor": "class-balanced validation cross-entropy",
-        "augmentation": "dihedral (90° rotations, flips), per-channel gain ±4%, brightness ±8%; training only",
-        "balance": "each epoch draws the smaller class again (augmented) up to the larger class's count",
-        "strategy": type(strategy).__name__,
+        "monitor": "class-balanced validation cross-entropy" if opts.patience > 0 else "none (fixed epochs)",
+        "augmentation": "dihedral (90° rotations, flips), per-channel gain ±4%, brightness ±8%"
+        + (f", stain jitter {opts.stain} (hue, saturation, gamma)" if opts.stain else "")
+        + "; training only",
+        "balance": BALANCE_TEXT[opts.balance],
+        "strategy": type(run.strategy).__name__,
         "deterministic": True,
         "warnings": warnings,
     }
+    split_path = split_path_for(out_path)
     manifest = build_manifest(
         spec=spec,
         data=prep.data,
@@ -340,27 +361,21 @@ def train(
         validation=jsonable(validation),
         history=jsonable(state.history),
         split_file=split_path.name,
+        decision=opts.decision,
+        classes=CLASSES,
     )
     from leukedge.trainer.modelio import save_model
 
     write_split_file(split_path, data=prep.data, removed=prep.removed, split=prep.split)
-    save_model(model, out_path, manifest)
-    return TrainResult(
-        out_path,
-        split_path,
-        manifest,
-        state.best_epoch,
-        state.epoch,
-        state.wait >= opts.patience,
-        resumed_at,
-        validation,
-        warnings,
-    )
+    save_model(run.model, out_path, manifest)
+    return manifest
 
 
 def _epoch_line(epoch: int, epochs: int, e: dict[str, float], best: bool) -> str:
-    return (
-        f"epoch {epoch:3d}/{epochs}  loss {e['loss']:.4f}  acc {e['accuracy']:.3f}  |  "
-        f"val loss {e['val_loss']:.4f}  acc {e['val_accuracy']:.3f}  bal-acc {e['val_balanced_accuracy']:.3f}  "
-        f"auc {e['val_auc']:.3f}  ({e['seconds']:.1f} s){'  *best' if best else ''}"
-    )
+    line = f"epoch {epoch:3d}/{epochs}  loss {e['loss']:.4f}  acc {e['accuracy']:.3f}  lr {e['lr']:.2g}"
+    if "val_loss" in e:
+        line += (
+            f"  |  val loss {e['val_loss']:.4f}  acc {e['val_accuracy']:.3f}  "
+            f"bal-acc {e['val_balanced_accuracy']:.3f}  auc {e['val_auc']:.3f}"
+        )
+    return line + f"  ({e['seconds']:.1f} s){'  *best' if best else ''}"

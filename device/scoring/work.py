@@ -19,8 +19,7 @@ from leukedge.errors import LeukedgeError
 from leukedge.images import DEFAULT_MAX_PIXELS, read_image
 from leukedge.manifest import Preprocessing
 from leukedge.preprocess import preprocess
-from leukedge.segment import Region, SegmentParams, crop_for, find_cells, is_single_cell_image, segment
-from leukedge.types import BBox
+from leukedge.segment import SegmentParams, cell_image_crop, is_single_cell_image, segment
 
 MODES = ("auto", "cells", "smear")
 
@@ -73,7 +72,7 @@ def prepare_image(position: int, path: str, opts: PrepareOptions) -> Prepared:
         single = is_single_cell_image(frame, black_level=(opts.params or SegmentParams()).black_level)
         item.mode = opts.mode if opts.mode != "auto" else ("cells" if single else "smear")
         if item.mode == "cells":
-            crops, item.cells = _whole_image_cell(frame, opts, single)
+            crops, item.cells = _whole_image_cell(frame, opts)
         else:
             found = segment(frame, opts.spec, params=opts.params)
             crops = [c.crop for c in found]
@@ -86,14 +85,9 @@ def prepare_image(position: int, path: str, opts: PrepareOptions) -> Prepared:
     return item
 
 
-def _whole_image_cell(frame: np.ndarray, opts: PrepareOptions, single: bool) -> Tuple[List[np.ndarray], list]:
-    """Cells mode: the image is one C-NMC-style cell; padded to a square and resized, as in training."""
-    h, w = frame.shape[:2]
-    regions = find_cells(frame, params=opts.params) if single else []
-    region = regions[0] if regions else Region(BBox(0, 0, w, h), np.ones((h, w), bool), h * w)
-    spec = opts.spec
-    out_px = spec.input_height if spec.log.apply_at == "input" else spec.crop.canvas_px
-    crop = crop_for(frame, region, crop=spec.crop, out_px=out_px, single=True, interpolation=spec.interpolation)
+def _whole_image_cell(frame: np.ndarray, opts: PrepareOptions) -> Tuple[List[np.ndarray], list]:
+    """Cells mode: the image is one C-NMC-style cell, cropped exactly as training crops it."""
+    crop, region = cell_image_crop(frame, opts.spec, params=opts.params)
     return [crop], [{"cell": 0, "bbox": region.bbox.as_list(), "area": region.area}]
 
 

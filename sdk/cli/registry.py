@@ -24,6 +24,12 @@ COMMANDS: dict[str, CommandSpec] = {
     "train": CommandSpec(
         "leukedge.trainer.cli:train", "Train the VGG13 classifier on C-NMC-style folders.", ("tensorflow",), "train"
     ),
+    "cv": CommandSpec(
+        "leukedge.trainer.cli:cv",
+        "Cross-validate a training recipe by subject, beside the baselines.",
+        ("tensorflow",),
+        "train",
+    ),
     "evaluate": CommandSpec(
         "leukedge.trainer.cli:evaluate", "Evaluate a model on labelled cells, by subject, with a report."
     ),

@@ -60,3 +60,31 @@ def test_dataset_matches_the_core_preprocessing_exactly(tmp_path: Path) -> None:
     )
     np.testing.assert_array_equal(aug[1], cell_input(paths[1], spec, augment_seed=1))
     assert not np.array_equal(aug, x)
+
+
+def test_subject_balanced_plan_halves_classes_and_tempers_large_subjects() -> None:
+    from leukedge.trainer.pipeline import subject_balanced_plan
+
+    labels = np.array([0] * 400 + [0] * 4 + [1] * 50)
+    subjects = np.array(["H22"] * 400 + ["H1"] * 4 + ["7"] * 50, dtype=object)
+    order, seeds = subject_balanced_plan(labels, subjects, epoch=0, seed=1, size=4000)
+    assert len(order) == len(seeds) == 4000
+    assert (labels[order] == 1).sum() == 2000
+    drawn = subjects[order]
+    # weights √400 : √4 = 10 : 1 among the normal donors (not 100 : 1)
+    ratio = (drawn == "H22").sum() / (drawn == "H1").sum()
+    assert 7 < ratio < 14
+    again, _ = subject_balanced_plan(labels, subjects, epoch=0, seed=1, size=4000)
+    np.testing.assert_array_equal(order, again)
+
+
+def test_stain_jitter_changes_colour_keeps_black_shape_and_dtype() -> None:
+    from leukedge.synthetic import make_cell_image
+
+    img = make_cell_image(2, "all", size=128)
+    out = augment_cell(img, seed=3, stain=0.5, colour=0.0, brightness=0.0)
+    plain = augment_cell(img, seed=3, stain=0.0, colour=0.0, brightness=0.0)  # the same rotation and flip
+    assert out.shape == img.shape and out.dtype == np.uint8
+    black = plain.max(axis=2) == 0
+    assert black.any() and out[black].max() == 0  # the C-NMC background stays black
+    assert np.abs(out[~black].astype(int) - plain[~black].astype(int)).mean() > 2  # the stain changed
