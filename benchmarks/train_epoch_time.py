@@ -62,7 +62,6 @@ def main() -> None:
     from leukedge.synthetic import write_cell_dataset
     from leukedge.trainer.model import ModelConfig, build_vgg13, describe, make_preprocessing
     from leukedge.trainer.pipeline import epoch_plan, make_dataset
-    from leukedge.trainer.training import _compile
 
     spec = make_preprocessing()
     rows = []
@@ -81,7 +80,7 @@ def main() -> None:
         for w in (float(x) for x in args.widths.split(",")):
             tf.keras.backend.clear_session()
             model = build_vgg13(ModelConfig(width=w))
-            _compile(model, 1e-3)
+            model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
             probe = measure(model, dataset(), 1)
             batches = max(2, min(30, int(args.seconds / (probe * args.batch_size))))
             s = measure(model, dataset(), batches)

@@ -37,9 +37,8 @@ def recipe(name: str, epochs: int, samples: int):
         balance="subject",
         samples_per_epoch=samples,
         model=model,
-        schedule=Schedule("cosine", warmup_epochs=1),
-        label_smoothing=0.05,
-        stain=0.3,
+        schedule=Schedule("cosine"),
+        stain=0.15,
     )
     return opts, make_preprocessing(crop_mode="cell_box", crop_margin=0.1)
 
@@ -49,8 +48,8 @@ def main() -> None:
     ap.add_argument("data", type=Path, nargs="+")
     ap.add_argument("--out", type=Path, default=Path("artifacts/reference"))
     ap.add_argument("--recipe", choices=("cell_box", "canvas"), default="cell_box")
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--samples", type=int, default=1536, help="cells drawn per epoch (subject balance)")
     ap.add_argument("--cv-only", action="store_true")
     args = ap.parse_args()

@@ -134,3 +134,40 @@ def test_features_measure_the_cell_in_canvas_pixels() -> None:
     assert half[0] == pytest.approx(f["area"], rel=0.03)
     assert np.isnan(cell_features(np.zeros((64, 64, 3), np.uint8))).all()
     assert cell_mask(img).sum() == disc.sum()
+
+
+def test_several_folders_and_a_list_file_are_read_together(tmp_path: Path) -> None:
+    from leukedge.trainer.dataset import data_roots
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _save(a / "all" / "UID_5_1_1_all.png", make_cell_image(1, "all", size=100))
+    _save(a / "hem" / "UID_H1_1_1_hem.png", make_cell_image(2, "hem", size=100))
+    _save(b / "all" / "UID_5_1_1_all.png", make_cell_image(3, "all", size=100))  # same name, other folder
+    _save(b / "hem" / "UID_H9_1_1_hem.png", make_cell_image(4, "hem", size=100))
+    both = scan([a, b])
+    assert len(both.cells) == 4 and both.roots == (a, b)
+    rels = [c.file.rel for c in both.cells]
+    assert len(set(rels)) == 4 and rels[0].startswith("0:") and rels[-1].startswith("1:")
+    listing = tmp_path / "folders.txt"
+    listing.write_text("# the training pool\na\n\nb\na\n")
+    assert data_roots(listing) == (tmp_path / "a", tmp_path / "b")  # relative to the list, each once
+    assert [c.file.rel for c in scan(listing).cells] == rels
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    with pytest.raises(InvalidInputError, match="names no data folder"):
+        scan(empty)
+    with pytest.raises(InvalidInputError, match="no such data folder"):
+        scan([a, tmp_path / "missing"])
+
+
+def test_load_cell_follows_the_manifest_crop(tmp_path: Path) -> None:
+    from leukedge.manifest import CropSpec, Preprocessing
+    from leukedge.segment import cell_image_crop
+
+    img = make_cell_image(5, "all", size=450)
+    path = _save(tmp_path / "all" / "UID_5_1_1_all.png", img)
+    np.testing.assert_array_equal(load_cell(path), img)  # no spec, or "canvas": the padded image
+    spec = Preprocessing(crop=CropSpec(mode="cell_box"))
+    crop = load_cell(path, spec)
+    assert crop.shape == (128, 128, 3)
+    np.testing.assert_array_equal(crop, cell_image_crop(img, spec)[0])  # what score feeds the model
