@@ -38,7 +38,7 @@ def recipe(name: str, epochs: int, samples: int):
         samples_per_epoch=samples,
         model=model,
         schedule=Schedule("cosine"),
-        stain=0.15,
+        stain=0.1,
     )
     return opts, make_preprocessing(crop_mode="cell_box", crop_margin=0.1)
 
@@ -49,15 +49,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("artifacts/reference"))
     ap.add_argument("--recipe", choices=("cell_box", "canvas"), default="cell_box")
     ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=16)
-    ap.add_argument("--samples", type=int, default=1536, help="cells drawn per epoch (subject balance)")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--samples", type=int, default=1024, help="cells drawn per epoch (subject balance)")
     ap.add_argument("--cv-only", action="store_true")
     args = ap.parse_args()
 
     from dataclasses import replace
 
     from leukedge.manifest import Decision
-    from leukedge.trainer.cv import THRESHOLD_POLICY, cross_validate
+    from leukedge.trainer.cv import THRESHOLD_POLICY, cross_validate, cv_summary
     from leukedge.trainer.training import SplitOptions, train
 
     opts, spec = recipe(args.recipe, args.epochs, args.samples)
@@ -75,6 +75,7 @@ def main() -> None:
         split=SplitOptions(val_fraction=0.0, test_fraction=0.0),
         preprocessing=spec,
         progress=print,
+        cv_summary=cv_summary(doc, "cv/cv.json"),
     )
     summary = {"model": str(result.model_path), "threshold": t, "cv": str(args.out / "cv" / "cv.json")}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

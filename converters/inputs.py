@@ -21,7 +21,7 @@ from leukedge.converters.labelled import CellSet, balanced_selection, list_cells
 from leukedge.converters.onnx_export import OPSET
 from leukedge.converters.quantize import CALIB_BATCH, CALIB_METHODS
 from leukedge.errors import InvalidInputError
-from leukedge.manifest import Manifest
+from leukedge.manifest import Manifest, Preprocessing
 
 if TYPE_CHECKING:
     from leukedge.converters.convert import ConvertOptions
@@ -54,8 +54,11 @@ def plan_inputs(model: Path, options: ConvertOptions, *, echo: Callable[[str], N
     out = options.out or default_out(model)
     _check_out(out, model)
     warnings: List[str] = []
-    calib = _read_calibration(options.calib_data, options, warnings, echo) if options.calib_data is not None else None
-    validate = _read_validation(options.validate, warnings, echo) if options.validate is not None else None
+    spec = manifest.preprocessing
+    calib = (
+        _read_calibration(options.calib_data, options, spec, warnings, echo) if options.calib_data is not None else None
+    )
+    validate = _read_validation(options.validate, spec, warnings, echo) if options.validate is not None else None
     if options.engine:
         from leukedge.extras import require_tensorrt
 
@@ -114,12 +117,12 @@ def _check_out(out: Path, model: Path) -> None:
 
 
 def _read_calibration(
-    folder: Path, options: ConvertOptions, warnings: List[str], echo: Callable[[str], None]
+    folder: Path, options: ConvertOptions, spec: Preprocessing, warnings: List[str], echo: Callable[[str], None]
 ) -> CellSet:
     found = list_cells(folder, what="--calib-data")
     chosen = balanced_selection(found, options.calib_size, seed=options.seed)
     echo(f"Reading {len(chosen)} of {len(found)} calibration cells (class-balanced) from {folder}")
-    cells = read_cells(chosen, Path(folder))
+    cells = read_cells(chosen, Path(folder), spec)
     if cells.skipped:
         warnings.append(f"--calib-data: {len(cells.skipped)} unreadable image(s) skipped, e.g. {cells.skipped[0]}")
     if len(cells) < CALIB_BATCH:
@@ -140,7 +143,7 @@ def _read_calibration(
     return cells
 
 
-def _read_validation(folder: Path, warnings: List[str], echo: Callable[[str], None]) -> CellSet:
+def _read_validation(folder: Path, spec: Preprocessing, warnings: List[str], echo: Callable[[str], None]) -> CellSet:
     found = list_cells(folder, what="--validate")
     unlabelled = [f.path for f in found if f.label is None]
     if unlabelled:
@@ -150,7 +153,7 @@ def _read_validation(folder: Path, warnings: List[str], echo: Callable[[str], No
             "(UID_<subject>_<image>_<cell>_<all|hem>)",
         )
     echo(f"Reading {len(found)} labelled validation cells from {folder}")
-    cells = read_cells(found, Path(folder))
+    cells = read_cells(found, Path(folder), spec)
     if cells.skipped:
         warnings.append(f"--validate: {len(cells.skipped)} unreadable image(s) skipped, e.g. {cells.skipped[0]}")
     counts = cells.counts()
@@ -168,11 +171,13 @@ def reference_cells(plan: ConvertPlan) -> List[np.ndarray]:
         if cells is not None and len(cells):
             plan.reference_source = f"{source} ({min(len(cells), REFERENCE_MAX)} cells)"
             return cells.crops[:REFERENCE_MAX]
+    from leukedge.segment import cell_image_crop
     from leukedge.synthetic import make_cell_image
 
-    size = plan.manifest.preprocessing.crop.canvas_px
+    spec = plan.manifest.preprocessing
     plan.reference_source = "synthetic cells (32; no --validate or --calib-data given)"
-    return [make_cell_image(i, ("hem", "all")[i % 2], size=size) for i in range(32)]
+    images = [make_cell_image(i, ("hem", "all")[i % 2], size=spec.crop.canvas_px) for i in range(32)]
+    return [cell_image_crop(im, spec)[0] for im in images]
 
 
 def provenance(plan: ConvertPlan, seconds: Dict[str, float], warnings: List[str]) -> Dict[str, Any]:

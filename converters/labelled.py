@@ -19,6 +19,8 @@ import numpy as np
 from leukedge.cnmc import parse_cnmc_name
 from leukedge.errors import InvalidImageError, InvalidInputError
 from leukedge.images import iter_image_files, read_image
+from leukedge.manifest import Preprocessing
+from leukedge.segment import cell_image_crop
 
 LABELS = ("hem", "all")
 
@@ -91,11 +93,14 @@ def list_cells(folder: str | os.PathLike[str], *, what: str) -> List[LabelledFil
     return files
 
 
-def read_cells(files: Sequence[LabelledFile], source: Path) -> CellSet:
+def read_cells(files: Sequence[LabelledFile], source: Path, spec: Optional[Preprocessing] = None) -> CellSet:
+    """The files' cells as model crops: ``cell_image_crop`` with ``spec`` (what ``score`` feeds the
+    model), or the decoded images as they are without it."""
     crops, labels, subjects, skipped = [], [], [], []
     for f in files:
         try:
-            crops.append(read_image(f.path))
+            image = read_image(f.path)
+            crops.append(image if spec is None else cell_image_crop(image, spec)[0])
         except InvalidImageError as exc:
             skipped.append(str(exc))
             continue

@@ -78,7 +78,7 @@ def train(
     from leukedge.trainer.training import SplitOptions
     from leukedge.trainer.training import train as run_training
 
-    decision = _decision_from_cv(threshold_from) if threshold_from else None
+    decision, cv_doc = _decision_from_cv(threshold_from) if threshold_from else (None, None)
     options, spec = build_recipe(recipe, patience=patience, decision=decision)
     split = SplitOptions(
         val_subjects=_subjects(val_subjects),
@@ -89,7 +89,14 @@ def train(
         test_fraction=test_fraction,
     )
     result = run_training(
-        data, out, options=options, split=split, preprocessing=spec, resume=not restart, progress=click.echo
+        data,
+        out,
+        options=options,
+        split=split,
+        preprocessing=spec,
+        resume=not restart,
+        progress=click.echo,
+        cv_summary=cv_doc,
     )
     v = result.validation
     click.echo(
@@ -108,15 +115,17 @@ def train(
     click.echo(f"decision threshold {d.threshold:g} ({d.policy})")
 
 
-def _decision_from_cv(path: Path) -> object:
-    """The Decision a cv.json chose for its CNN: threshold, policy, and a ±0.1 indeterminate band."""
+def _decision_from_cv(path: Path) -> tuple[object, dict]:
+    """The Decision a cv.json chose for its CNN (threshold, policy, a ±0.1 band) and its summary."""
     from leukedge.errors import InvalidInputError
     from leukedge.manifest import Decision
+    from leukedge.trainer.cv import cv_summary
 
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         t = float(doc["models"]["cnn"]["threshold"])
         policy = str(doc["threshold_policy"])
+        summary = cv_summary(doc, str(path))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(
             f"--threshold-from {path}: not a cv.json of 'leukedge cv' ({type(exc).__name__}: {exc})",
@@ -124,7 +133,8 @@ def _decision_from_cv(path: Path) -> object:
         ) from exc
     if not 0.0 <= t <= 1.0:
         raise InvalidInputError(f"--threshold-from {path}: threshold {t} is outside [0, 1]")
-    return Decision(threshold=round(t, 4), policy=policy, indeterminate=(max(0.0, t - 0.1), min(1.0, t + 0.1)))
+    band = (max(0.0, t - 0.1), min(1.0, t + 0.1))
+    return Decision(threshold=round(t, 4), policy=policy, indeterminate=band), summary
 
 
 @click.command()
@@ -236,6 +246,13 @@ def _summary(doc: dict) -> str:
         f"{len(c['subjects_all'])} ALL subjects, {len(c['subjects_hem'])} normal donors; "
         f"AUC within equal-area bins {wb if wb is None else round(wb, 3)}; ECE {c['calibration']['ece']:.3f}"
     )
+    cv = doc["model"].get("cv")
+    if cv and cv.get("threshold_across_folds"):
+        spread = cv["threshold_across_folds"]
+        lines.append(
+            f"threshold {doc['model']['decision']['threshold']:g} chosen by subject-grouped CV "
+            f"({len(cv['folds'])} folds; each fold's own best threshold: {spread['min']:.3f}–{spread['max']:.3f})"
+        )
     lines.extend(f"note: {n}" for n in doc.get("notes", []))
     skipped = doc["data"]["skipped"]
     if skipped:

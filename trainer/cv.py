@@ -89,6 +89,30 @@ def cross_validate(
     return doc
 
 
+def cv_summary(doc: dict[str, Any], path: str | None = None) -> dict[str, Any]:
+    """What a model's manifest keeps of the CV that chose its recipe and threshold (``metrics.cv``)."""
+    cnn = doc["models"]["cnn"]
+    pooled = cnn["pooled"]
+
+    def value(block: dict[str, Any]) -> dict[str, Any]:
+        return {"value": block["value"], "ci95": block["ci95"]}
+
+    return {
+        "file": path,
+        "folds": [f["subjects"] for f in doc["folds"]],
+        "threshold": cnn["threshold"],
+        "threshold_policy": doc["threshold_policy"],
+        "threshold_across_folds": cnn["threshold_across_folds"],
+        "pooled": {
+            "roc_auc": value(pooled["ranking"]["roc_auc"]),
+            "auc_within_area_deciles": value(pooled["ranking"]["auc_within_area_deciles"]),
+            "sensitivity": value(pooled["metrics"]["sensitivity"]),
+            "specificity": value(pooled["metrics"]["specificity"]),
+        },
+        "recipe_key": doc["recipe"]["key"],
+    }
+
+
 def _fold_predictions(
     path: Path,
     key: str,

@@ -187,6 +187,7 @@ def evaluate(
             "runtime": preds.runtime,
             "decision": {"threshold": dec.threshold, "policy": dec.policy, "indeterminate": [lo, hi]},
             "trained_on": (manifest.provenance or {}).get("split", {}).get("subjects", {}),
+            "cv": (manifest.metrics or {}).get("cv"),
         },
         "data": {
             "folder": str(dataset.root.resolve()),

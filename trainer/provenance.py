@@ -103,6 +103,7 @@ def build_manifest(
     split_file: str,
     decision: Decision | None = None,
     classes: tuple[str, ...] | None = None,
+    cv: dict[str, Any] | None = None,
 ) -> Manifest:
     provenance = {
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
@@ -115,7 +116,7 @@ def build_manifest(
         "model": model_info,
         "versions": versions(),
     }
-    metrics = {"validation": validation, "history": history}
+    metrics = {"validation": validation, "history": history, **({"cv": cv} if cv else {})}
     return Manifest(
         preprocessing=spec,
         decision=decision or DECISION,

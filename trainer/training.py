@@ -180,8 +180,13 @@ def train(
     preprocessing: Preprocessing | None = None,
     resume: bool = True,
     progress: Progress | None = None,
+    cv_summary: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train the VGG13 on ``data_dir`` (one folder, several, or a list file) and save ``out``."""
+    """Train the VGG13 on ``data_dir`` (one folder, several, or a list file) and save ``out``.
+
+    ``cv_summary`` (from ``cv.cv_summary``) is stored as the manifest's ``metrics.cv``: the
+    cross-validation that chose the recipe and ``options.decision``'s threshold.
+    """
     opts = options or TrainOptions()
     spec = preprocessing or make_preprocessing()
     say = progress or (lambda _m: None)
@@ -193,7 +198,7 @@ def train(
     run = _start_run(prep, opts, spec, out_path, resume=resume, say=say)
     _epoch_loop(run, opts, spec, say)
     validation = _final_validation(run, opts, spec, warnings, say)
-    manifest = _save(run, prep, opts, spec, out_path, validation, warnings)
+    manifest = _save(run, prep, opts, spec, out_path, validation, warnings, cv_summary)
     return TrainResult(
         out_path,
         split_path_for(out_path),
@@ -332,6 +337,7 @@ def _save(
     out_path: Path,
     validation: dict[str, Any],
     warnings: list[str],
+    cv_summary: dict[str, Any] | None,
 ) -> Manifest:
     state = run.state
     info = {**opts.model.to_dict(), **describe(run.model)}
@@ -363,6 +369,7 @@ def _save(
         split_file=split_path.name,
         decision=opts.decision,
         classes=CLASSES,
+        cv=cv_summary,
     )
     from leukedge.trainer.modelio import save_model
 

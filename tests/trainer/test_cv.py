@@ -86,6 +86,9 @@ def test_train_takes_the_threshold_the_cv_chose(cv_run, cells6: Path, tmp_path: 
     assert manifest.decision.threshold == pytest.approx(round(chosen, 4))
     assert "out-of-fold" in manifest.decision.policy
     assert manifest.preprocessing.crop.mode == "cell_box"
+    cv = manifest.metrics["cv"]  # what evaluate shows: the CV behind the threshold
+    assert cv["threshold"] == chosen and len(cv["folds"]) == 3
+    assert cv["threshold_across_folds"]["min"] <= cv["threshold_across_folds"]["max"]
 
 
 def test_threshold_from_a_file_that_is_not_a_cv_result_is_refused(cells6: Path, tmp_path: Path) -> None:

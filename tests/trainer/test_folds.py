@@ -22,7 +22,20 @@ def _cells(counts: dict[str, int]) -> list[Cell]:
     return out
 
 
-POOL = {"2": 80, "16": 50, "23": 90, "30": 200, "34": 350, "1": 2, "5": 2, "H14": 380, "H22": 360, "H1": 2, "H2": 2, "H5": 2}
+POOL = {
+    "2": 80,
+    "16": 50,
+    "23": 90,
+    "30": 200,
+    "34": 350,
+    "1": 2,
+    "5": 2,
+    "H14": 380,
+    "H22": 360,
+    "H1": 2,
+    "H2": 2,
+    "H5": 2,
+}
 
 
 def test_every_subject_once_both_classes_each_fold_large_donors_apart() -> None:
