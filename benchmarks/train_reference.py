@@ -6,10 +6,12 @@
 Writes OUT/cv/ (``leukedge cv``'s cv.json, cv.md, oof.csv and plots: the CNN and the
 baselines on the same K folds) and OUT/model.h5, trained on every subject with the same
 recipe; its manifest's threshold is the one the CV chose (``leukedge.trainer.cv.THRESHOLD_POLICY``).
+``--bundle DIR`` then converts it (FP32 + INT8 ONNX): calibration on the cells of
+``CALIB_SUBJECTS`` and the INT8 gate on every other subject, so the two sets share no subject
+(the folders are links made under OUT/convert/, nothing is copied).
 ``--recipe canvas`` runs the earlier recipe (the whole 450 px canvas resized, class balance,
 no stain jitter) on the same folds, for comparison; ``--cv-only`` stops after the CV.
-Convert afterwards with ``leukedge convert OUT/model.h5 --out sdk/models/reference ...``
-(docs/accuracy.md has the full command).  Both steps resume when run again.
+Training and CV resume when run again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,32 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# Calibration subjects: one large donor and the large patients of one CV fold; the gate gets the rest.
+CALIB_SUBJECTS = ("H22", "2", "23", "30")
+
+
+def link_by_subject(data: list[Path], out: Path, calib: tuple[str, ...]) -> tuple[Path, Path]:
+    """OUT/convert/{calib,gate}/{all,hem}/ of symbolic links, split by subject."""
+    from leukedge.trainer.dataset import find_cell_files
+
+    roots = {"calib": out / "convert" / "calib", "gate": out / "convert" / "gate"}
+    for folder in data:
+        for f in find_cell_files(folder)[0]:
+            role = "calib" if f.subject in calib else "gate"
+            dest = roots[role] / f.label / f.path.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.exists():
+                dest.symlink_to(f.path.resolve())
+    return roots["calib"], roots["gate"]
+
+
+def convert(model: Path, bundle: Path, data: list[Path], out: Path) -> None:
+    from leukedge.converters.convert import ConvertOptions, convert_model
+
+    calib, gate = link_by_subject(data, out, CALIB_SUBJECTS)
+    convert_model(model, ConvertOptions(out=bundle, calib_data=calib, validate=gate, calib_size=500))
 
 
 def recipe(name: str, epochs: int, samples: int):
@@ -37,8 +65,8 @@ def recipe(name: str, epochs: int, samples: int):
         balance="subject",
         samples_per_epoch=samples,
         model=model,
-        schedule=Schedule("cosine"),
-        stain=0.1,
+        schedule=Schedule("constant"),
+        stain=0.0,
     )
     return opts, make_preprocessing(crop_mode="cell_box", crop_margin=0.1)
 
@@ -52,6 +80,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--samples", type=int, default=1024, help="cells drawn per epoch (subject balance)")
     ap.add_argument("--cv-only", action="store_true")
+    ap.add_argument("--bundle", type=Path, help="convert the final model into this bundle folder")
     args = ap.parse_args()
 
     from dataclasses import replace
@@ -80,6 +109,8 @@ def main() -> None:
     summary = {"model": str(result.model_path), "threshold": t, "cv": str(args.out / "cv" / "cv.json")}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
+    if args.bundle:
+        convert(result.model_path, args.bundle, args.data, args.out)
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def write_cv(out: Path, doc: dict[str, Any], arrays: dict[str, Any]) -> None:
     (out / "cv.json").write_text(json.dumps(jsonable(doc), indent=1) + "\n", encoding="utf-8")
     (out / "cv.md").write_text(markdown_table(doc), encoding="utf-8")
     names = list(arrays["scores"])
-    rows = ["subject,label,fold,area," + ",".join(names)]
+    rows = ["subject,label,fold,cell_area," + ",".join(names)]
     for i in range(len(arrays["y"])):
         vals = ",".join(f"{arrays['scores'][n][i]:.6f}" for n in names)
         rows.append(

@@ -215,13 +215,13 @@ def train(
 def _check_train_args(out: str | Path, opts: TrainOptions, spec: Preprocessing) -> Path:
     out_path = Path(out)
     if out_path.suffix.lower() not in (".h5", ".keras"):
-        raise InvalidInputError(f"out is {out_path}, expected a .h5 file", hint="e.g. --out model.h5")
+        raise InvalidInputError(f"--out is {out_path}, expected a .h5 file", hint="e.g. --out model.h5")
     if spec.layout != "NHWC" or spec.channel_order != "RGB":
         raise InvalidInputError("training builds NHWC RGB models; the preprocessing asks for another layout")
     if opts.epochs < 1 or opts.batch_size < 1:
-        raise InvalidInputError(f"epochs and batch_size must be ≥ 1, got {opts.epochs} and {opts.batch_size}")
+        raise InvalidInputError(f"--epochs and --batch-size must be ≥ 1, got {opts.epochs} and {opts.batch_size}")
     if opts.balance not in BALANCE_CHOICES:
-        raise InvalidInputError(f"balance is {opts.balance!r}, expected one of {', '.join(BALANCE_CHOICES)}")
+        raise InvalidInputError(f"--balance is {opts.balance!r}, expected one of {', '.join(BALANCE_CHOICES)}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     return out_path
 

@@ -31,7 +31,7 @@ def test_every_cell_is_scored_out_of_fold_by_every_model(cv_run) -> None:
     out, doc, _ = cv_run
     assert set(doc["models"]) == {"cnn", "cnn_tta", "knn", "svm", "area"}
     rows = (out / "oof.csv").read_text().splitlines()
-    assert rows[0].startswith("subject,label,fold,area,cnn,cnn_tta")
+    assert rows[0].startswith("subject,label,fold,cell_area,cnn,cnn_tta")
     assert len(rows) - 1 == doc["data"]["cells"] == 96
     scores = np.array([[float(v) for v in r.split(",")[4:]] for r in rows[1:]])
     assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
