@@ -25,7 +25,6 @@ from leukedge.types import BBox
 FORBIDDEN = 1e6
 EDGE_PX = 8  # a box this close to the frame's edge shows a cut cell (the segmenter stops ~3 px short of it)
 SIMILAR_AREA = 1.3  # a paired box this much larger or smaller than its track's moves nothing
-OVERLAP_NEW = 0.2  # an unpaired box covering this share of a known cell starts no track
 
 
 @dataclass(frozen=True)
@@ -197,13 +196,14 @@ class CellTracker:
             plan.classify[i] = plan.look[i] or (whole and (t is None or (not t.finished and not t.asked)))
 
     def _crowded(self, view: View, b: BBox, near: List[CellTrack]) -> bool:
-        """True when an unpaired box overlaps a known cell: a blob split or merged differently
-        from before (touching cells) would otherwise start a second track for one cell."""
+        """True when an unpaired box and a known cell hold each other's centre: a blob split or
+        merged differently from before (touching cells) would otherwise start a second track
+        for one cell.  Two distinct touching cells do not: each centre lies outside the other's box."""
         x, y = view.x + b.x, view.y + b.y
+        cx, cy = x + b.w / 2, y + b.h / 2
         for t in near:
-            ix = min(x + b.w, t.x + t.w) - max(x, t.x)
-            iy = min(y + b.h, t.y + t.h) - max(y, t.y)
-            if ix > 0 and iy > 0 and ix * iy > OVERLAP_NEW * min(b.w * b.h, t.w * t.h):
+            tx, ty = t.centre
+            if (t.x <= cx <= t.x + t.w and t.y <= cy <= t.y + t.h) or (x <= tx <= x + b.w and y <= ty <= y + b.h):
                 return True
         return False
 
