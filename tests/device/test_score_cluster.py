@@ -204,27 +204,23 @@ def test_killed_worker_node_then_killed_driver_lose_and_duplicate_nothing(
 
 
 def test_unreachable_address_is_a_clear_error_not_a_hang(tmp_path) -> None:
+    """Run as the command: a connection given up on may go on waiting in a thread until the process ends."""
     import socket
 
-    closed = free_port()
-    r = subprocess.run(
-        _cli(str(CNMC), "--out", str(tmp_path / "r.csv"), "--cluster", f"127.0.0.1:{closed}"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    def score(address: str, *extra: str) -> subprocess.CompletedProcess:
+        out = str(tmp_path / "r.csv")
+        cmd = _cli(str(CNMC), "--out", out, "--overwrite", "--cluster", address, *extra)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    r = score(f"127.0.0.1:{free_port()}")  # nothing listens there
     assert r.returncode == 6 and "cannot reach a Ray head node" in r.stderr and "Traceback" not in r.stderr
     with socket.socket() as silent:  # something listens, but it is not Ray: the connect timeout ends it
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         t0 = time.monotonic()
-        with pytest.raises(ClusterError, match="did not connect within 3 s"):
-            score_files(
-                [CNMC],
-                tmp_path / "r2.csv",
-                cluster=ClusterOptions(f"127.0.0.1:{silent.getsockname()[1]}", connect_timeout_s=3),
-            )
-        assert time.monotonic() - t0 < 30
+        r = score(f"127.0.0.1:{silent.getsockname()[1]}", "--connect-timeout", "3")
+        assert r.returncode == 6 and "did not connect within 3 s" in r.stderr, r.stderr[-2000:]
+        assert time.monotonic() - t0 < 60
 
 
 def test_another_ray_version_is_refused(cluster, tmp_path) -> None:
