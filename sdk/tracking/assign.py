@@ -3,7 +3,7 @@ tracks near it), so that the device needs no SciPy for a 10×10 problem.
 
 :func:`min_cost_pairs` solves the rectangular assignment problem exactly with the
 shortest-augmenting-path Hungarian method (O(n²m)); pairs costing more than ``max_cost`` are
-then dropped, which is how a gate is applied.  It agrees with
+a gate: any row or column may stay unpaired at that cost.  It agrees with
 ``scipy.optimize.linear_sum_assignment`` (tested against it and against brute force).
 """
 
@@ -16,7 +16,12 @@ import numpy as np
 
 def min_cost_pairs(cost: np.ndarray, *, max_cost: Optional[float] = None) -> List[Tuple[int, int]]:
     """(row, column) pairs of a minimum-cost matching of ``cost`` (2-D, finite floats), each row
-    and column used at most once, min(rows, columns) pairs before the ``max_cost`` gate."""
+    and column used at most once.
+
+    Without ``max_cost``: min(rows, columns) pairs.  With it (a gate), a row may stay unpaired at
+    a cost of ``max_cost`` and a column for nothing: the matching is optimal over those choices
+    too, so a column that can only pair expensively does not take a row from a cheap pair, and
+    no pair above ``max_cost`` is returned."""
     c = np.asarray(cost, dtype=np.float64)
     if c.ndim != 2:
         raise ValueError(f"cost must be a 2-D matrix, got shape {c.shape}")
@@ -24,14 +29,22 @@ def min_cost_pairs(cost: np.ndarray, *, max_cost: Optional[float] = None) -> Lis
         return []
     if not np.isfinite(c).all():
         raise ValueError("cost must be finite (use a large value, then max_cost, to forbid a pair)")
+    if max_cost is not None:
+        rows, cols = c.shape
+        opt_out = np.full((rows, rows), float(max_cost))  # one "stay unpaired" column per row
+        pairs = _solve(np.hstack([c, opt_out]))
+        return [(r, k) for r, k in pairs if k < cols and c[r, k] <= max_cost]
+    return _solve(c)
+
+
+def _solve(c: np.ndarray) -> List[Tuple[int, int]]:
+    """All min(rows, columns) pairs of a minimum-cost matching, sorted by row."""
     transposed = c.shape[0] > c.shape[1]
     cols_of_rows = _hungarian(c.T if transposed else c)
     pairs = [(r, k) for r, k in enumerate(cols_of_rows)]
     if transposed:
         pairs = [(k, r) for r, k in pairs]
     pairs.sort()
-    if max_cost is not None:
-        pairs = [(r, k) for r, k in pairs if c[r, k] <= max_cost]
     return pairs
 
 

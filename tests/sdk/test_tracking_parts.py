@@ -56,6 +56,31 @@ def test_assignment_agrees_with_scipy_where_installed(rng) -> None:
     assert sum(c[i, j] for i, j in min_cost_pairs(c)) == pytest.approx(c[rows, cols].sum())
 
 
+def test_a_gated_column_does_not_take_a_row_from_a_cheap_pair() -> None:
+    """Three cells, two tracks: track 1 can only pair expensively; without the option to stay
+    unpaired it would take cell 0 and push track 0 onto cell 2 (seen on a synthetic slide)."""
+    big = 1e6
+    c = np.array([[0.0, 2.76], [big, big], [1.76, big]])
+    assert min_cost_pairs(c, max_cost=0.5) == [(0, 0)]
+    assert min_cost_pairs(c.T, max_cost=0.5) == [(0, 0)]
+
+
+def test_gated_assignment_is_optimal_with_opting_out(rng) -> None:
+    for _ in range(200):
+        n, m = rng.integers(1, 5, 2)
+        c = rng.random((n, m)) * 2
+        gate = 0.8
+        pairs = min_cost_pairs(c, max_cost=gate)
+        got = sum(c[i, j] for i, j in pairs) + gate * (n - len(pairs))
+        best = min(  # every partial matching, each unpaired row costing the gate
+            sum(c[i, j] for i, j in zip(rows, cols)) + gate * (n - k)
+            for k in range(0, min(n, m) + 1)
+            for rows in itertools.combinations(range(n), k)
+            for cols in itertools.permutations(range(m), k)
+        )
+        assert got == pytest.approx(best)
+
+
 def test_assignment_gate_and_bad_input() -> None:
     c = np.array([[0.1, 5.0], [5.0, 0.9]])
     assert min_cost_pairs(c) == [(0, 0), (1, 1)]
