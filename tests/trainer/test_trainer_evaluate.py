@@ -162,3 +162,16 @@ def test_evaluate_predicts_through_the_scoring_engine_with_training_crops(
         direct = Classifier(rt).p_all([load_cell(f) for f in files])
     assert via_score.failed == []
     np.testing.assert_allclose(via_score.p_all, direct, atol=1e-6)
+
+
+def test_several_folders_evaluate_as_one(trained, cells6: Path, report, tmp_path: Path) -> None:
+    """The data split over two folders (linked, not copied) gives the same figures as one folder."""
+    for label, folder in (("all", tmp_path / "a"), ("hem", tmp_path / "b")):
+        (folder / label).mkdir(parents=True)
+        for f in (cells6 / label).iterdir():
+            (folder / label / f.name).symlink_to(f)
+    doc = evaluate(trained.model_path, [tmp_path / "a", tmp_path / "b"], n_boot=50)
+    one = report[0]
+    assert doc["cnn"]["cells"] == one["cnn"]["cells"]
+    assert doc["cnn"]["metrics"]["roc_auc"]["value"] == pytest.approx(one["cnn"]["metrics"]["roc_auc"]["value"])
+    assert doc["data"]["folders"] == [str((tmp_path / "a").resolve()), str((tmp_path / "b").resolve())]
