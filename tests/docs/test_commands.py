@@ -43,8 +43,6 @@ PATH_STANDINS = {
     "path/to/C-NMC": "../shared/data/cnmc_sample",
     "path/to/heldout": HELDOUT,
     "path/to/cells": "../shared/data/cnmc_sample",
-    "cells/calibration": "../shared/data/cnmc_sample",
-    "cells/heldout": HELDOUT,
     "slides/": "../shared/data/smear_frames/JPEGImages",
     "smears/": "../shared/data/smear_frames/JPEGImages",
 }
@@ -59,18 +57,6 @@ CI_OVERRIDES: list[tuple[str, str, str, str]] = [
         r"(leukedge train \S+ --out model\.h5)",
         r"\1 --epochs 1 --width 0.0625",
         "CI time: one epoch of a narrow model",
-    ),
-    (
-        "docs/conversion.md",
-        r"leukedge convert model\.h5",
-        "leukedge convert sdk/models/reference/model.h5",
-        "the page's model.h5 comes from training; CI converts the packaged reference model",
-    ),
-    (
-        "docs/conversion.md",
-        r"(leukedge convert .*--calib-data \S+)",
-        r"\1 --calib-size 64",
-        "CI time: two calibration batches",
     ),
     (
         "docs/device.md",
