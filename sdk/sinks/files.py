@@ -23,6 +23,8 @@ from leukedge.types import FrameResult
 
 
 class _FileSink(Sink):
+    _w: Any = None  # the format's writer, made by the subclass's open()
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -69,6 +71,17 @@ class _FileSink(Sink):
             except BaseException:
                 self._lock.release()
                 raise
+
+    def close(self) -> None:
+        """Close the writer (``_w``, set by the subclass's ``open``), then the crops and the lock."""
+        try:
+            if self._w:
+                try:
+                    self._w.close()
+                except OSError as exc:  # what could not be written is dropped; the error is in stats()
+                    self.error = self.error or exc
+        finally:
+            self._close_crops()
 
     def _close_crops(self) -> None:
         try:
@@ -130,16 +143,6 @@ class JsonlSink(_FileSink):
         self._write_safely(lambda: (w.write_many(records), w.flush()))
         self.finals += len(finals)
 
-    def close(self) -> None:
-        try:
-            if self._w:
-                try:
-                    self._w.close()
-                except OSError as exc:  # what could not be written is dropped; the error is in stats()
-                    self.error = self.error or exc
-        finally:
-            self._close_crops()
-
 
 class CsvSink(_FileSink):
     name = "csv"
@@ -166,13 +169,3 @@ class CsvSink(_FileSink):
             raise RuntimeError("CsvSink.write before open()")
         records = self.records(result)
         self._write_safely(lambda: (w.write_many(records), w.flush()))
-
-    def close(self) -> None:
-        try:
-            if self._w:
-                try:
-                    self._w.close()
-                except OSError as exc:  # what could not be written is dropped; the error is in stats()
-                    self.error = self.error or exc
-        finally:
-            self._close_crops()
