@@ -85,8 +85,7 @@ def main() -> None:
 
     from dataclasses import replace
 
-    from leukedge.manifest import Decision
-    from leukedge.trainer.cv import THRESHOLD_POLICY, cross_validate, cv_summary
+    from leukedge.trainer.cv import cross_validate, cv_summary, decision_from_cv
     from leukedge.trainer.training import SplitOptions, train
 
     opts, spec = recipe(args.recipe, args.epochs, args.samples)
@@ -95,8 +94,7 @@ def main() -> None:
     if args.cv_only:
         return
     t = doc["models"]["cnn"]["threshold"]
-    band = (max(0.0, t - 0.1), min(1.0, t + 0.1))
-    opts = replace(opts, decision=Decision(threshold=round(t, 4), policy=THRESHOLD_POLICY, indeterminate=band))
+    opts = replace(opts, decision=decision_from_cv(doc))
     result = train(
         args.data,
         args.out / "model.h5",

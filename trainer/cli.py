@@ -116,25 +116,21 @@ def train(
 
 
 def _decision_from_cv(path: Path) -> tuple[object, dict]:
-    """The Decision a cv.json chose for its CNN (threshold, policy, a ±0.1 band) and its summary."""
+    """The Decision a cv.json chose for its CNN (``cv.decision_from_cv``) and its summary."""
     from leukedge.errors import InvalidInputError
-    from leukedge.manifest import Decision
-    from leukedge.trainer.cv import cv_summary
+    from leukedge.trainer.cv import cv_summary, decision_from_cv
 
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        t = float(doc["models"]["cnn"]["threshold"])
-        policy = str(doc["threshold_policy"])
-        summary = cv_summary(doc, str(path))
+        decision, summary = decision_from_cv(doc), cv_summary(doc, str(path))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(
             f"--threshold-from {path}: not a cv.json of 'leukedge cv' ({type(exc).__name__}: {exc})",
             hint="pass the cv.json that 'leukedge cv --out DIR' wrote in DIR",
         ) from exc
-    if not 0.0 <= t <= 1.0:
-        raise InvalidInputError(f"--threshold-from {path}: threshold {t} is outside [0, 1]")
-    band = (max(0.0, t - 0.1), min(1.0, t + 0.1))
-    return Decision(threshold=round(t, 4), policy=policy, indeterminate=band), summary
+    if not 0.0 <= decision.threshold <= 1.0:
+        raise InvalidInputError(f"--threshold-from {path}: threshold {decision.threshold} is outside [0, 1]")
+    return decision, summary
 
 
 @click.command()

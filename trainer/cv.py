@@ -28,7 +28,14 @@ from leukedge.manifest import Preprocessing
 from leukedge.trainer import metrics
 from leukedge.trainer.dataset import DataArg, scan
 from leukedge.trainer.dedup import deduplicate
-from leukedge.trainer.fit import compile_model, load_crops, predict_crops, run_epoch
+from leukedge.trainer.fit import (
+    bn_batches,
+    compile_model,
+    load_crops,
+    predict_crops,
+    recalibrate_batch_norm,
+    run_epoch,
+)
 from leukedge.trainer.folds import subject_folds
 
 Progress = Callable[[str], None]
@@ -87,6 +94,15 @@ def cross_validate(
     doc["threshold_policy"] = THRESHOLD_POLICY
     write_cv(out, doc, {"y": y, "subject": subj, "area": area, "fold": fold_of, "scores": scores})
     return doc
+
+
+def decision_from_cv(doc: dict[str, Any]) -> Any:
+    """The manifest's Decision a CV chose for its CNN: its threshold, the policy, a ±0.1 indeterminate band."""
+    from leukedge.manifest import Decision
+
+    t = float(doc["models"]["cnn"]["threshold"])
+    band = (max(0.0, t - 0.1), min(1.0, t + 0.1))
+    return Decision(threshold=round(t, 4), policy=str(doc["threshold_policy"]), indeterminate=band)
 
 
 def cv_summary(doc: dict[str, Any], path: str | None = None) -> dict[str, Any]:
@@ -151,7 +167,6 @@ def train_fold_model(
     import keras
 
     from leukedge.trainer.model import build_vgg13
-    from leukedge.trainer.training import _bn_batches, recalibrate_batch_norm
 
     keras.utils.set_random_seed(options.seed)
     model = build_vgg13(options.model, input_shape=(spec.input_height, spec.input_width, 3))
@@ -159,7 +174,7 @@ def train_fold_model(
     for epoch in range(options.epochs):
         e = run_epoch(model, crops, y, subj, spec, epoch=epoch, options=options)
         say(f"epoch {epoch + 1}/{options.epochs} loss {e['loss']:.4f} acc {e['accuracy']:.3f} ({e['seconds']:.0f} s)")
-    recalibrate_batch_norm(model, _bn_batches(crops, y, spec, options))
+    recalibrate_batch_norm(model, bn_batches(crops, y, spec, options))
     return model
 
 

@@ -25,6 +25,7 @@ from leukedge.trainer.dataset import Cell, load_cell
 from leukedge.trainer.pipeline import augment_cell, epoch_plan, subject_balanced_plan
 
 Progress = Callable[[str], None]
+BN_CALIBRATION_EPOCH = 2**20  # the plan index of the fixed, balanced order BatchNorm statistics are measured in
 
 
 @dataclass(frozen=True)
@@ -147,3 +148,36 @@ def compile_model(model: Any, options: Any) -> None:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
         metrics=["accuracy"],
     )
+
+
+def recalibrate_batch_norm(model: Any, batches: Any) -> bool:
+    """Set every BatchNorm layer's moving statistics to the average over ``batches`` (input arrays).
+
+    Moving averages lag the weights: after few epochs they describe an older
+    network, and a model can then call every cell one class at inference.  A
+    pass in training mode with momentum k/(k+1) at batch k gives the plain
+    mean of the batch statistics under the final weights.  Returns False (and
+    does nothing) for a model without BatchNorm.
+    """
+    import keras
+
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return False
+    saved = [layer.momentum for layer in layers]
+    try:
+        for k, x in enumerate(batches):
+            for layer in layers:
+                layer.momentum = k / (k + 1.0)
+            model(x, training=True)
+    finally:
+        for layer, m in zip(layers, saved):
+            layer.momentum = m
+    return True
+
+
+def bn_batches(crops: np.ndarray, labels: np.ndarray, spec: Preprocessing, opts: Any, n: int = 16) -> Any:
+    """Un-augmented training inputs in a fixed, class-balanced order, for BatchNorm statistics."""
+    order = epoch_plan(labels, epoch=BN_CALIBRATION_EPOCH, seed=opts.seed, balance=True)[0]
+    for k in range(min(n, -(-len(order) // opts.batch_size))):
+        yield preprocess(list(crops[order[k * opts.batch_size : (k + 1) * opts.batch_size]]), spec)

@@ -15,7 +15,7 @@ between each convolution and its ReLU (``block1_bn1`` …); it folds into the
 convolution at conversion.  Moving averages lag the weights: with few epochs
 a model can then predict one class for everything at inference while its
 training loss looks fine.  So training re-measures the statistics after every
-epoch (``training.recalibrate_batch_norm``), and the momentum is 0.9, not
+epoch (``fit.recalibrate_batch_norm``), and the momentum is 0.9, not
 Keras' 0.99.
 """
 

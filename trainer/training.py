@@ -23,13 +23,19 @@ import numpy as np
 
 from leukedge.errors import InvalidInputError
 from leukedge.manifest import Decision, Manifest, Preprocessing
-from leukedge.preprocess import preprocess
 from leukedge.trainer import metrics
 from leukedge.trainer.checkpoint import Checkpoints, TrainState, checkpoint_dir
 from leukedge.trainer.dataset import Cell, DataArg
-from leukedge.trainer.fit import Schedule, compile_model, load_crops, predict_crops, run_epoch
+from leukedge.trainer.fit import (
+    Schedule,
+    bn_batches,
+    compile_model,
+    load_crops,
+    predict_crops,
+    recalibrate_batch_norm,
+    run_epoch,
+)
 from leukedge.trainer.model import CLASSES, ModelConfig, build_vgg13, describe, make_preprocessing
-from leukedge.trainer.pipeline import epoch_plan
 from leukedge.trainer.prepare import Prepared, SplitOptions, data_warnings, prepare
 from leukedge.trainer.provenance import build_manifest, jsonable, split_path_for, write_split_file
 
@@ -40,7 +46,6 @@ BALANCE_TEXT = {
     "class": "each epoch draws the smaller class again (augmented) up to the larger class's count",
     "none": "each training cell once per epoch",
 }
-BN_CALIBRATION_EPOCH = 2**20  # the plan index of the fixed, balanced order BatchNorm statistics are measured in
 
 
 @dataclass(frozen=True)
@@ -87,11 +92,6 @@ def _strategy() -> Any:
     return tf.distribute.get_strategy()
 
 
-def predict_p_all(model: Any, crops: np.ndarray, spec: Preprocessing, *, tta: bool = False) -> np.ndarray:
-    """ALL probabilities of uint8 crops in inference mode (class order ("hem", "all"))."""
-    return predict_crops(model, crops, spec, tta=tta)
-
-
 def validation_figures(y: np.ndarray, p: np.ndarray, subjects: np.ndarray) -> dict[str, Any]:
     point = metrics.point_metrics(y, p, threshold=0.5)
     return {
@@ -102,39 +102,6 @@ def validation_figures(y: np.ndarray, p: np.ndarray, subjects: np.ndarray) -> di
         "youden_threshold": metrics.youden_threshold(y, p) if len(set(y.tolist())) == 2 else None,
         "called_all": float(np.mean(p >= 0.5)) if len(p) else None,
     }
-
-
-def recalibrate_batch_norm(model: Any, batches: Any) -> bool:
-    """Set every BatchNorm layer's moving statistics to the average over ``batches`` (input arrays).
-
-    Moving averages lag the weights: after few epochs they describe an older
-    network, and a model can then call every cell one class at inference.  A
-    pass in training mode with momentum k/(k+1) at batch k gives the plain
-    mean of the batch statistics under the final weights.  Returns False (and
-    does nothing) for a model without BatchNorm.
-    """
-    import keras
-
-    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    if not layers:
-        return False
-    saved = [layer.momentum for layer in layers]
-    try:
-        for k, x in enumerate(batches):
-            for layer in layers:
-                layer.momentum = k / (k + 1.0)
-            model(x, training=True)
-    finally:
-        for layer, m in zip(layers, saved):
-            layer.momentum = m
-    return True
-
-
-def _bn_batches(crops: np.ndarray, labels: np.ndarray, spec: Preprocessing, opts: TrainOptions, n: int = 16) -> Any:
-    """Un-augmented training inputs in a fixed, class-balanced order, for BatchNorm statistics."""
-    order = epoch_plan(labels, epoch=BN_CALIBRATION_EPOCH, seed=opts.seed, balance=True)[0]
-    for k in range(min(n, -(-len(order) // opts.batch_size))):
-        yield preprocess(list(crops[order[k * opts.batch_size : (k + 1) * opts.batch_size]]), spec)
 
 
 def _fingerprint(p: Prepared, opts: TrainOptions, spec: Preprocessing) -> dict[str, Any]:
@@ -283,9 +250,9 @@ def _epoch_loop(run: _Run, opts: TrainOptions, spec: Preprocessing, say: Progres
             entry = run_epoch(
                 run.model, run.train_crops, run.train_y, run.train_subjects, spec, epoch=state.epoch, options=opts
             )
-            recalibrate_batch_norm(run.model, _bn_batches(run.train_crops, run.train_y, spec, opts))
+            recalibrate_batch_norm(run.model, bn_batches(run.train_crops, run.train_y, spec, opts))
             if len(run.val_y):
-                val = validation_figures(run.val_y, predict_p_all(run.model, run.val_crops, spec), run.val_subjects)
+                val = validation_figures(run.val_y, predict_crops(run.model, run.val_crops, spec), run.val_subjects)
                 entry.update(
                     val_loss=val["loss_balanced"],
                     val_accuracy=val["accuracy"],
@@ -317,7 +284,7 @@ def _final_validation(
         run.model.load_weights(run.ckpt.best_path)
     if not len(run.val_y):
         return {"cells": 0, "subjects": 0, "epoch": run.state.best_epoch, "note": "no validation subjects"}
-    p_val = predict_p_all(run.model, run.val_crops, spec, tta=opts.tta)
+    p_val = predict_crops(run.model, run.val_crops, spec, tta=opts.tta)
     validation = validation_figures(run.val_y, p_val, run.val_subjects)
     validation["epoch"] = run.state.best_epoch
     if validation["called_all"] in (0.0, 1.0):
