@@ -63,7 +63,10 @@ def run_demo(*, seconds: float = 5.0, out_dir: Path = Path("leukedge-demo"), mod
             drawn["cells"] += int(result.meta.get("drawn", 0))
             drawn["all"] += int(result.meta.get("drawn_all", 0))
 
-    screener = Screener(ref, DEMO_SOURCE, backend="onnxruntime", preprocess="cpu", out=cells_path, duration=seconds)
+    # The demo folder is the demo's own: each run replaces its cells.jsonl.
+    screener = Screener(
+        ref, DEMO_SOURCE, backend="onnxruntime", preprocess="cpu", out=cells_path, overwrite=True, duration=seconds
+    )
     screener.on_frame(count_drawn)
     summary = run_session(screener)
     s = summary.stats

@@ -54,6 +54,15 @@ FrameCallback = Callable[[FrameResult], None]
 TrackCallback = Callable[[CellTrack], None]
 
 
+def _refuse_existing_results(out: Union[str, os.PathLike[str]]) -> None:
+    """A results file that already holds rows is not replaced silently (the CLI's --out rule)."""
+    if os.path.isfile(out) and os.path.getsize(out) > 0:
+        raise InvalidInputError(
+            f"out={os.fspath(out)!r} already holds results",
+            hint="pass overwrite=True to replace it, or write to another file",
+        )
+
+
 class Screener:
     """A model, a source and the threaded pipeline between them.
 
@@ -62,7 +71,7 @@ class Screener:
     ``leukedge.device.sources``), a :class:`FrameSource`, or ``None``/"push"
     for :meth:`submit`.  ``backend``/``precision``/``preprocess`` are the CLI's
     ``--backend``/``--precision``/``--preprocess``.  ``out``: a JSON Lines
-    results file; ``sinks``: more :class:`~leukedge.sinks.Sink` objects.
+    results file, refused if it already holds results unless ``overwrite``; ``sinks``: more :class:`~leukedge.sinks.Sink` objects.
     ``latest_frame``: drop stale frames (default: for live sources only).
     ``block``: with a push source, make ``submit`` wait instead of dropping.
     ``tracking``: count each physical cell once (stage motion, focus and exposure checks,
@@ -79,6 +88,7 @@ class Screener:
         precision: str = "auto",
         preprocess: str = "auto",
         out: Union[str, os.PathLike[str], None] = None,
+        overwrite: bool = False,
         sinks: Sequence[Sink] = (),
         latest_frame: Optional[bool] = None,
         block: bool = False,
@@ -89,6 +99,8 @@ class Screener:
         runtime_options: Optional[Dict[str, Any]] = None,
         tracking: Union[bool, str, TrackingSettings] = "auto",
     ) -> None:
+        if out is not None and not overwrite:
+            _refuse_existing_results(out)
         self.model = model if isinstance(model, ModelRef) else resolve_model(model)
         self.runtime = open_runtime(self.model, backend=backend, precision=precision, **(runtime_options or {}))
         if source is None or (isinstance(source, str) and source in ("push", "push://")):
@@ -102,7 +114,7 @@ class Screener:
         self.tracker = self._make_tracker(tracking)
         all_sinks: List[Sink] = [CallbackSink(on_frame=self._dispatch, on_track=self._dispatch_track)]
         if out is not None:
-            all_sinks.append(JsonlSink(out, self.model_id))
+            all_sinks.append(JsonlSink(out, self.model_id, refuse_existing=not overwrite))
         all_sinks.extend(sinks)
         self.sinks = SinkSet(all_sinks)
         self.pipeline = Pipeline(

@@ -189,3 +189,19 @@ def test_sinks_that_want_pixels_get_each_frame(bundle) -> None:
     with leukedge.Screener(bundle, src, preprocess="cpu", sinks=[px]) as s:
         s.run()
     assert px.shapes == [((480, 640, 3), np.uint8)] * 2
+
+
+def test_out_that_holds_results_is_not_replaced_silently(bundle, tmp_path) -> None:
+    out = tmp_path / "cells.jsonl"
+    out.write_text('{"frame": 0}\n')
+    with pytest.raises(InvalidInputError, match="already holds results") as err:
+        leukedge.Screener(bundle, source=SMALL_SYNTHETIC + "&frames=1", preprocess="cpu", out=out)
+    assert "overwrite=True" in (err.value.hint or "")
+    assert out.read_text() == '{"frame": 0}\n'
+    with leukedge.Screener(
+        bundle, source=SMALL_SYNTHETIC + "&frames=1", preprocess="cpu", out=out, overwrite=True
+    ) as s:
+        list(s)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines and all("frame" in r and r.get("cell") is not None for r in lines if r.get("record") != "final")
+    assert {"frame": 0} not in lines
