@@ -26,6 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Calibration subjects: one large donor and the large patients of one CV fold; the gate gets the rest.
 CALIB_SUBJECTS = ("H22", "2", "23", "30")
+# The recipe the CV chose (docs/accuracy.md, "What was tried").
+EPOCHS, SCHEDULE, WARMUP, STAIN = 60, "cosine", 2, 0.0
 
 
 def link_by_subject(data: list[Path], out: Path, calib: tuple[str, ...]) -> tuple[Path, Path]:
@@ -50,23 +52,27 @@ def convert(model: Path, bundle: Path, data: list[Path], out: Path) -> None:
     convert_model(model, ConvertOptions(out=bundle, calib_data=calib, validate=gate, calib_size=500))
 
 
-def recipe(name: str, epochs: int, samples: int):
+def recipe(args: argparse.Namespace):
+    """(TrainOptions, Preprocessing) of ``--recipe`` with the command line's epochs, schedule and jitter."""
     from leukedge.trainer.fit import Schedule
     from leukedge.trainer.model import ModelConfig, make_preprocessing
     from leukedge.trainer.training import TrainOptions
 
     model = ModelConfig(width=0.25, dense=(256, 256), dropout=0.5, batch_norm=True)
-    if name == "canvas":  # the recipe before the CV: whole canvas, class balance, mild colour jitter
-        opts = TrainOptions(epochs=epochs, patience=0, balance="class", model=model, samples_per_epoch=None)
+    schedule = Schedule(args.schedule, warmup_epochs=args.warmup)
+    if args.recipe == "canvas":  # the crop before the CV: whole canvas resized (size visible), class balance
+        opts = TrainOptions(
+            epochs=args.epochs, patience=0, balance="class", model=model, schedule=schedule, stain=args.stain
+        )
         return opts, make_preprocessing(crop_mode="canvas")
     opts = TrainOptions(
-        epochs=epochs,
+        epochs=args.epochs,
         patience=0,
         balance="subject",
-        samples_per_epoch=samples,
+        samples_per_epoch=args.samples,
         model=model,
-        schedule=Schedule("constant"),
-        stain=0.0,
+        schedule=schedule,
+        stain=args.stain,
     )
     return opts, make_preprocessing(crop_mode="cell_box", crop_margin=0.1)
 
@@ -77,8 +83,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("artifacts/reference"))
     ap.add_argument("--recipe", choices=("cell_box", "canvas"), default="cell_box")
     ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--samples", type=int, default=1024, help="cells drawn per epoch (subject balance)")
+    ap.add_argument("--schedule", choices=("constant", "cosine"), default=SCHEDULE)
+    ap.add_argument("--warmup", type=int, default=WARMUP, help="epochs of linear learning-rate warm-up")
+    ap.add_argument("--stain", type=float, default=STAIN, help="stain jitter strength (0: off)")
     ap.add_argument("--cv-only", action="store_true")
     ap.add_argument("--bundle", type=Path, help="convert the final model into this bundle folder")
     args = ap.parse_args()
@@ -88,7 +97,7 @@ def main() -> None:
     from leukedge.trainer.cv import cross_validate, cv_summary, decision_from_cv
     from leukedge.trainer.training import SplitOptions, train
 
-    opts, spec = recipe(args.recipe, args.epochs, args.samples)
+    opts, spec = recipe(args)
     doc = cross_validate(args.data, args.out / "cv", k=args.folds, options=opts, spec=spec, progress=print)
     print((args.out / "cv" / "cv.md").read_text())
     if args.cv_only:

@@ -119,6 +119,11 @@ def _pair(ci: Optional[Tuple[float, float]]) -> Optional[list]:
     return None if ci is None else [round(ci[0], 6), round(ci[1], 6)]
 
 
+def format_band(band: Tuple[float, float]) -> str:
+    """The indeterminate band as people read it: ``[0.276, 0.476)``, not a float's 17 digits."""
+    return f"[{band[0]:.3g}, {band[1]:.3g})"
+
+
 def format_percent(x: Optional[float], digits: int = 1) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from leukedge.cnmc import parse_cnmc_name
 from leukedge.errors import LeukedgeError
 from leukedge.images import DEFAULT_MAX_PIXELS, read_image
 from leukedge.manifest import Preprocessing
@@ -69,8 +70,7 @@ def prepare_image(position: int, path: str, opts: PrepareOptions) -> Prepared:
     item = Prepared(position, path, source_key(Path(path)))
     try:
         frame = read_image(path, max_pixels=opts.max_pixels)
-        single = is_single_cell_image(frame, black_level=(opts.params or SegmentParams()).black_level)
-        item.mode = opts.mode if opts.mode != "auto" else ("cells" if single else "smear")
+        item.mode = opts.mode if opts.mode != "auto" else ("cells" if _is_cell_image(path, frame, opts) else "smear")
         if item.mode == "cells":
             crops, item.cells = _whole_image_cell(frame, opts)
         else:
@@ -83,6 +83,13 @@ def prepare_image(position: int, path: str, opts: PrepareOptions) -> Prepared:
     except Exception as exc:  # a decoder or OpenCV failure on one odd file must not end the run
         item.error = f"{path}: could not be processed ({type(exc).__name__}: {exc})"
     return item
+
+
+def _is_cell_image(path: str, frame: np.ndarray, opts: PrepareOptions) -> bool:
+    """Auto mode: a C-NMC-named file is one cell, as training read it; otherwise the image decides."""
+    if parse_cnmc_name(path) is not None:
+        return True
+    return is_single_cell_image(frame, black_level=(opts.params or SegmentParams()).black_level)
 
 
 def _whole_image_cell(frame: np.ndarray, opts: PrepareOptions) -> Tuple[List[np.ndarray], list]:

@@ -7,7 +7,7 @@ from html import escape
 from typing import Any, Dict, List, Tuple
 
 from leukedge.report.build import HIST_BINS, SlideReport
-from leukedge.tally import describe_fraction, format_percent
+from leukedge.tally import describe_fraction, format_band, format_percent
 
 MAX_FIELD_ROWS = 1000
 MAX_PROBLEM_ROWS = 200
@@ -77,7 +77,7 @@ def _counts_table(s: Dict[str, Any]) -> str:
         ("labelled not ALL", s["other"], "other"),
         ("ALL fraction", format_percent(s["all_fraction"], 2), "all-fraction"),
         ("95% Wilson interval", _ci(s["all_ci95"]), "all-ci"),
-        (f"indeterminate (p_ALL in [{band[0]}, {band[1]}))", s["indeterminate"], "indeterminate"),
+        (f"indeterminate (p_ALL in {format_band(band)})", s["indeterminate"], "indeterminate"),
         ("outside the band", det, "determinate"),
         ("cells found but not classified", s["unclassified"], "unclassified"),
         ("adequacy threshold (cells)", s["min_cells"], "min-cells"),

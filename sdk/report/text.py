@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from leukedge.tally import describe_fraction
+from leukedge.tally import describe_fraction, format_band
 
 
 def format_summary(s: Dict[str, Any], *, title: str = "Slide summary") -> str:
@@ -21,7 +21,7 @@ def format_summary(s: Dict[str, Any], *, title: str = "Slide summary") -> str:
         + (f", {s['empty_frames']} without cells" if s["empty_frames"] else ""),
         _cells_line(s),
         f"  ALL:               {describe_fraction(s)}",
-        f"  indeterminate:     {s['indeterminate']} cells with p_ALL in [{band[0]}, {band[1]});"
+        f"  indeterminate:     {s['indeterminate']} cells with p_ALL in {format_band(band)};"
         f" outside it: {describe_fraction(s, 'determinate_')}",
         f"  adequacy:          {s['verdict']}",
     ]

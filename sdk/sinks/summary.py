@@ -49,6 +49,7 @@ class RunningSummary:
         self._unique: Dict[int, Tuple[Optional[str], Optional[float], bool]] = {}  # cell_id: label, p, final
         self._skipped: Dict[str, int] = {}
         self._fields: set = set()
+        self._looks: Dict[int, int] = {}  # cell_id: good looks, from the final records
 
     def update(self, result: FrameResult) -> None:
         track = result.meta.get("track")
@@ -84,6 +85,7 @@ class RunningSummary:
             for t in finals:
                 if t.cell_id is not None:
                     self._unique[t.cell_id] = (t.label, t.p_all, True)
+                    self._looks[t.cell_id] = t.good_frames
 
     def _tally(self) -> CellTally:
         if not self.tracked:
@@ -104,6 +106,10 @@ class RunningSummary:
             out["counting"] = "unique cells" if self.tracked else "cells per frame"
             out["skipped"] = dict(self._skipped)
             out["fields"] = len(self._fields) if self.tracked else None
+            # as `leukedge report` computes them from the file, so screen's summary says the same
+            out["cells_per_field"] = round(len(self._unique) / len(self._fields), 2) if self._fields else None
+            looks = list(self._looks.values())
+            out["looks_per_cell"] = round(sum(looks) / len(looks), 2) if looks else None
             out["final_cells"] = sum(1 for v in self._unique.values() if v[2])
             times = list(self._times)
             lat = sorted(self._latency)

@@ -80,6 +80,28 @@ def test_auto_mode_scores_cells_and_smears_through_the_core_preprocessing(images
             assert [r["label"] for r in got] == [rt.manifest.label_for(float(p)) for p in expect]
 
 
+@pytest.mark.shared_data
+def test_auto_mode_keeps_every_real_cnmc_cell_a_cell(shared_data, bundle, tmp_path) -> None:
+    """UID_34_22_4's cell touches its canvas (94% of the border black): auto once sent it to smear
+    mode, where segmentation found nothing and the cell went unscored. A C-NMC name is a cell."""
+    real = read_image(shared_data / "cnmc_extra" / "all" / "UID_34_22_4_all.png")
+    _save(tmp_path / "in" / "UID_34_22_4_all.png", real)
+    _save(tmp_path / "in" / "cell.png", real)  # renamed: the image rule alone must still say "cell"
+    edged = real.copy()
+    edged[:8], edged[-8:] = 200, 200  # bright top and bottom rows: no longer a cell on black
+    _save(tmp_path / "in" / "UID_34_22_5_all.png", edged)
+    _save(tmp_path / "in" / "edged.png", edged)
+    s = score_files([tmp_path / "in"], tmp_path / "r.csv", model=bundle.root, workers=0, progress=False)
+    modes = {Path(r["source"]).name: r["mode"] for r in _rows(tmp_path / "r.csv")}
+    assert modes == {
+        "UID_34_22_4_all.png": "cells",
+        "cell.png": "cells",
+        "UID_34_22_5_all.png": "cells",
+        "edged.png": "smear",
+    }, modes
+    assert s.cells >= 3
+
+
 def test_forced_modes(images, bundle, tmp_path) -> None:
     cells = score_files([images], tmp_path / "c.csv", model=bundle.root, mode="cells", workers=0, progress=False)
     rows = _rows(tmp_path / "c.csv")

@@ -54,6 +54,9 @@ def test_pool_source_counts_its_distinct_cells(bundle, tmp_path) -> None:
     rep = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "r.html")])
     assert rep.exit_code == 0, rep.output
     assert "unique cells:      6" in rep.output and "fields visited 2" in rep.output
+    # screen's own end-of-run summary says what report says of the same file
+    tracking_line = next(line for line in rep.output.splitlines() if line.strip().startswith("tracking:"))
+    assert "cells per field" in tracking_line and tracking_line in res.output
     html = (tmp_path / "r.html").read_text()
     assert "unique cells (each counted once)</th><td class='n' id='cells'>6<" in html
 

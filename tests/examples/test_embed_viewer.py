@@ -10,7 +10,11 @@ import pytest
 
 from tests.examples.helpers import assert_clean_error, read_jsonl, run_example
 
-LABEL_BGR = {"all": (40, 40, 230), "hem": (60, 200, 40), None: (160, 160, 160)}  # the example's RGB colours, as OpenCV writes them; grey: a cell tracking left unclassified (cut by the frame edge)
+LABEL_BGR = {
+    "all": (40, 40, 230),
+    "hem": (60, 200, 40),
+    None: (160, 160, 160),
+}  # the example's RGB colours, as OpenCV writes them; grey: a cell tracking left unclassified (cut by the frame edge)
 
 
 def test_boxes_drawn_are_the_cells_reported(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from leukedge.bundle import write_bundle
 from leukedge.cli import main
 from leukedge.errors import InvalidInputError
 from leukedge.manifest import Decision, Manifest
-from leukedge.report.unique import OLD_FILE_NOTE
 from leukedge.report import build_report, wilson_interval, write_report
 from leukedge.report.counts import Z95
+from leukedge.report.unique import OLD_FILE_NOTE
 from leukedge.sinks.synthetic import crop_pool
 
 # A known slide.  Band [0.4, 0.6): 0.45 and 0.55 are indeterminate, 0.6 is not.
@@ -157,6 +157,23 @@ def test_band_comes_from_the_bundle_manifest(tmp_path) -> None:
     write_known(tmp_path / "other.jsonl", bad=False, model="ffffffffffff")
     other = build_report(tmp_path / "other.jsonl", model=str(root)).notes
     assert any("is not the model named in the results" in n for n in other)
+
+
+def test_a_cv_band_prints_as_three_digits_not_float_noise(tmp_path) -> None:
+    # decision_from_cv writes threshold ± 0.1 unrounded, e.g. 0.27574157118797304
+    root = tmp_path / "bundle"
+    root.mkdir()
+    (root / "model.onnx").write_bytes(b"hashed")
+    band = (0.375741571187973 - 0.1, 0.375741571187973 + 0.1)
+    m = replace(Manifest(), decision=Decision(threshold=0.3757, policy="cv", indeterminate=band))
+    write_bundle(root, m, {"onnx_fp32": "model.onnx"})
+    write_known(tmp_path / "cells.jsonl", bad=False, model="")
+    write_report(tmp_path / "cells.jsonl", tmp_path / "r.html", model=str(root))
+    html = (tmp_path / "r.html").read_text()
+    assert "indeterminate (p_ALL in [0.276, 0.476))" in html  # the audit trail keeps the exact values
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "cells.jsonl"), "--model", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "p_ALL in [0.276, 0.476);" in result.output and "0.2757415" not in result.output
 
 
 def test_report_is_one_self_contained_file_with_the_gallery(tmp_path) -> None:
