@@ -10,7 +10,7 @@ the sinks never import the report).
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from leukedge.manifest import POSITIVE_CLASS, Decision
 
@@ -117,6 +117,17 @@ def _ratio(k: int, n: int) -> Optional[float]:
 
 def _pair(ci: Optional[Tuple[float, float]]) -> Optional[list]:
     return None if ci is None else [round(ci[0], 6), round(ci[1], 6)]
+
+
+def coverage(cells: int, fields: int, looks: Sequence[int]) -> Dict[str, Optional[float]]:
+    """How a tracked slide was covered: unique cells per field visited, mean good looks per cell.
+
+    One formula for the tracker's statistics, the live summary and the report of a file.
+    """
+    return {
+        "cells_per_field": round(cells / fields, 2) if fields else None,
+        "looks_per_cell": round(sum(looks) / len(looks), 2) if looks else None,
+    }
 
 
 def format_band(band: Tuple[float, float]) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from leukedge.tally import coverage
+
 OLD_FILE_NOTE = (
     "this results file has no cell_id (written before tracking, or with --tracking off): "
     "its counts are per frame and may count one cell several times"
@@ -30,8 +32,7 @@ class UniqueCells:
         return {
             "counting": "unique cells",
             "fields_visited": len(fields) if fields else None,
-            "cells_per_field": round(len(self.cells) / len(fields), 2) if fields else None,
-            "looks_per_cell": round(sum(looks) / len(looks), 2) if looks else None,
+            **coverage(len(self.cells), len(fields), looks),
             "frames_skipped": dict(sorted(self.skipped.items())),
         }
 

@@ -15,7 +15,7 @@ from typing import Any, Deque, Dict, Optional, Tuple
 
 from leukedge.manifest import Decision
 from leukedge.sinks.base import Sink
-from leukedge.tally import DEFAULT_MIN_CELLS, CellTally
+from leukedge.tally import DEFAULT_MIN_CELLS, CellTally, coverage
 from leukedge.types import FrameResult
 
 FPS_WINDOW_S = 2.0
@@ -106,10 +106,7 @@ class RunningSummary:
             out["counting"] = "unique cells" if self.tracked else "cells per frame"
             out["skipped"] = dict(self._skipped)
             out["fields"] = len(self._fields) if self.tracked else None
-            # as `leukedge report` computes them from the file, so screen's summary says the same
-            out["cells_per_field"] = round(len(self._unique) / len(self._fields), 2) if self._fields else None
-            looks = list(self._looks.values())
-            out["looks_per_cell"] = round(sum(looks) / len(looks), 2) if looks else None
+            out.update(coverage(len(self._unique), len(self._fields), list(self._looks.values())))
             out["final_cells"] = sum(1 for v in self._unique.values() if v[2])
             times = list(self._times)
             lat = sorted(self._latency)

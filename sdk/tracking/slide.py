@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from leukedge.tally import coverage
 from leukedge.tracking.motion import MOVING, NEW_FIELD, MotionSettings, MotionStep, StageMotion
 from leukedge.tracking.quality import (
     FocusJudge,
@@ -200,8 +201,7 @@ class SlideTracker:
             "new_fields": self.new_fields,
             "revisits": self.revisits,
             "unique_cells": len(counted),
-            "looks_per_cell": round(float(np.mean([t.good_frames for t in counted])), 2) if counted else None,
-            "cells_per_field": round(len(counted) / len(fields), 2) if fields else None,
+            **coverage(len(counted), len(fields), [t.good_frames for t in counted]),
             "dropped_tracks": self.cells.dropped,
             "cells_found": self.cells.detections,
             "cells_classified": self.cells.classified,
